@@ -1,0 +1,52 @@
+"""`seawall`: serve, demo, config, version."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seawall import __version__
+from seawall.cli.configcmd import config_app, load_or_exit
+from seawall.cli.demo import demo
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="seawall",
+    help="Keeps AI services answering through surges, outages, bad data and bad releases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_app, name="config")
+app.command()(demo)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file.")],
+    host: Annotated[str | None, typer.Option(help="Listen address (overrides the file).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Listen port (overrides the file).")
+    ] = None,
+) -> None:
+    """Start the gateway; SIGTERM drains in-flight requests and exits 0."""
+    settings = load_or_exit(config)
+    from seawall.gateway.server import serve as run_server  # deferred: pulls in uvicorn
+
+    raise typer.Exit(run_server(settings, host=host, port=port))
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of seawall and of Python."""
+    typer.echo(f"seawall {__version__} (Python {platform.python_version()}, {sys.platform})")
+
+
+def main() -> None:
+    """Entry point of the `seawall` script."""
+    app()

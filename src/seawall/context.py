@@ -1,0 +1,87 @@
+"""`CallContext`: what travels with one request through the pipeline, beside the request itself."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CallContext", "TraceIds", "new_request_id"]
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_MAX_REQUEST_ID = 128
+
+
+def new_request_id() -> str:
+    """A random 128-bit id in hex."""
+    return os.urandom(16).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceIds:
+    """W3C trace context: the trace this call belongs to and the caller's span."""
+
+    trace_id: str
+    parent_span_id: str | None = None
+    sampled: bool = False
+
+    @classmethod
+    def from_traceparent(cls, header: str | None) -> TraceIds:
+        """Parse a `traceparent` header; an absent or invalid one starts a new trace."""
+        if header:
+            match = _TRACEPARENT.match(header.strip().lower())
+            if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+                return cls(match.group(1), match.group(2), int(match.group(3), 16) & 1 == 1)
+        return cls(os.urandom(16).hex())
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Per-call state: identity, deadline, trace and what policies learn on the way.
+
+    `deadline` is an absolute time on the pipeline's clock (`Clock.monotonic()`), or None for no
+    deadline. Policies read it to size their timeouts, so retries and fallbacks all spend the same
+    budget.
+    """
+
+    request_id: str
+    deadline: float | None = None
+    principal: str | None = None
+    trace: TraceIds | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Facts policies record for the response and telemetry (served-by, attempts, cache hit...).
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        request_id: str | None = None,
+        *,
+        deadline: float | None = None,
+        principal: str | None = None,
+        traceparent: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> CallContext:
+        """A context for an incoming call; a missing or unusable request id is replaced."""
+        rid = request_id if request_id and _valid_request_id(request_id) else new_request_id()
+        return cls(
+            request_id=rid,
+            deadline=deadline,
+            principal=principal,
+            trace=TraceIds.from_traceparent(traceparent) if traceparent else None,
+            headers=headers or {},
+        )
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds until the deadline at monotonic time `now` (may be negative), or None."""
+        return None if self.deadline is None else self.deadline - now
+
+    def expired(self, now: float) -> bool:
+        """True if the deadline has passed at monotonic time `now`."""
+        return self.deadline is not None and now >= self.deadline
+
+
+def _valid_request_id(value: str) -> bool:
+    # Echoed back in a header and written to logs: printable ASCII only, bounded length.
+    return len(value) <= _MAX_REQUEST_ID and value.isascii() and value.isprintable()

@@ -1,0 +1,152 @@
+"""`Gateway`: the ASGI application (OIP v2 routes, /metrics, lifespan, readiness, draining)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from seawall.backends import ModelRepository
+from seawall.config import ServerSettings
+from seawall.errors import NotFoundError
+from seawall.gateway.asgi import Message, Receive, Scope, Send, json_body, send_response
+from seawall.gateway.metrics import GatewayMetrics
+from seawall.gateway.oip import OipRoutes, error_response
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("seawall.gateway")
+access_logger = logging.getLogger("seawall.access")
+
+_INDEX = json_body(
+    {
+        "name": "seawall",
+        "endpoints": {
+            "server metadata": "GET /v2",
+            "liveness": "GET /v2/health/live",
+            "readiness": "GET /v2/health/ready",
+            "model metadata": "GET /v2/models/{model}[/versions/{version}]",
+            "model readiness": "GET /v2/models/{model}[/versions/{version}]/ready",
+            "inference": "POST /v2/models/{model}[/versions/{version}]/infer",
+            "model states": "GET /v2/repository/index",
+            "metrics": "GET /metrics",
+        },
+    }
+)
+
+
+class Gateway:
+    """Serves the models of a `ModelRepository`; loads them at start-up and closes them at exit."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        settings: ServerSettings | None = None,
+        *,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.repository = repository
+        self.settings = settings or ServerSettings()
+        self.metrics = metrics or GatewayMetrics()
+        self.metrics.watch(repository)
+        self.started = False
+        self.draining = False
+        self._oip = OipRoutes(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if self.settings.access_log:
+                await self._logged(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websocket: not served
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path == "/v2" or path.startswith("/v2/"):
+            await self._oip(scope, receive, send)
+        elif path == "/metrics":
+            body = generate_latest(self.metrics.registry)
+            await send_response(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
+        elif path == "/":
+            await send_response(send, 200, _INDEX)
+        else:
+            status, body, headers = error_response(NotFoundError(f"path {path!r} not found"))
+            await send_response(send, status, body, headers=headers)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._http(scope, receive, capture)
+        finally:
+            access_logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report to the server, which exits non-zero
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Load every model (concurrently); failures are recorded per model, not raised."""
+        await self.repository.load_all()
+        self.started = True
+        ready = sum(1 for m in self.repository if m.ready)
+        logger.info("gateway started", extra={"models": len(self.repository), "ready": ready})
+
+    async def shutdown(self) -> None:
+        """Close every backend; called after in-flight requests have drained."""
+        self.draining = True
+        await self.repository.close_all()
+        logger.info("gateway stopped")
+
+    def drain(self) -> None:
+        """Report not ready from now on, so load balancers stop sending new requests."""
+        self.draining = True
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the gateway should receive traffic, and why not."""
+        if self.draining:
+            return False, "shutting down"
+        if not self.started:
+            return False, "loading models"
+        models = list(self.repository)
+        not_ready = [m for m in models if not m.ready]
+        if self.settings.strict_readiness and not_ready:
+            m = not_ready[0]
+            return False, f"model {m.name!r} version {m.version!r} is not ready: {m.reason}"
+        if models and len(not_ready) == len(models):
+            return False, "no model is ready"
+        return True, ""

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the gateway, on a registry of its own (served at /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from seawall.backends import ModelRepository
+
+__all__ = ["LATENCY_BUCKETS_S", "GatewayMetrics"]
+
+#: From 0.5 ms (an in-process model) to 30 s (a long LLM call).
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+#: Label used for requests that name no known model (never the raw name: unbounded cardinality).
+UNKNOWN = "_unknown"
+
+
+class GatewayMetrics:
+    """Request counts, latency and in-flight requests per model version, plus model readiness."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "seawall_requests",
+            "Inference requests answered, by model, version and HTTP status.",
+            ["model", "version", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "seawall_request_duration_seconds",
+            "Time from request start to response, by model and version.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "seawall_requests_in_flight",
+            "Inference requests being processed, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
+
+    def watch(self, repository: ModelRepository) -> None:
+        """Export `seawall_model_ready` from the repository's live state at each scrape."""
+        self.registry.register(_ReadinessCollector(repository))
+
+    def observe(self, model: str, version: str, status: int, seconds: float) -> None:
+        """Count one answered request and record its latency."""
+        counter = self._counters.get((model, version, status))
+        if counter is None:
+            counter = self.requests.labels(model, version, str(status))
+            self._counters[(model, version, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get((model, version))
+        if histogram is None:
+            histogram = self.latency.labels(model, version)
+            self._histograms[(model, version)] = histogram
+        histogram.observe(seconds)
+
+
+class _ReadinessCollector(Collector):
+    def __init__(self, repository: ModelRepository) -> None:
+        self._repository = repository
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            "seawall_model_ready",
+            "1 if the model version can serve, else 0.",
+            labels=["model", "version", "state"],
+        )
+        for model in self._repository:
+            ready.add_metric(
+                [model.name, model.version, model.state.value], 1.0 if model.ready else 0.0
+            )
+        yield ready

@@ -1,0 +1,345 @@
+"""Open Inference Protocol v2 REST bodies, JSON and the binary tensor extension, both ways.
+
+Binary tensor data (the Triton/KServe extension): the body is a JSON header of
+`Inference-Header-Content-Length` bytes followed by raw tensors in input order; an input with
+`parameters.binary_data_size` takes its data from there. BYTES elements are each a 4-byte
+little-endian length and the bytes. Outputs are returned in binary when the request asks for it
+(`outputs[i].parameters.binary_data` or `parameters.binary_data_output`).
+
+Every decoding error is an `InvalidInputError` whose field is the JSON path, e.g.
+`inputs[0].shape: expected a list of non-negative integers`.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from seawall.errors import InvalidInputError
+from seawall.types import (
+    Datatype,
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestedOutput,
+    Tensor,
+    coerce,
+)
+
+__all__ = ["EncodedResponse", "decode_infer_request", "encode_infer_response"]
+
+MAX_RANK = 32
+_DATATYPES = ", ".join(d.value for d in Datatype)
+_LENGTH = struct.Struct("<I")
+
+#: body, content type, JSON header length (set when binary data follows the JSON)
+EncodedResponse = tuple[bytes, bytes, int | None]
+
+
+def decode_infer_request(
+    body: bytes, json_length: int | None, model: str, version: str | None
+) -> InferenceRequest:
+    """Decode an infer request body; `json_length` is `Inference-Header-Content-Length`."""
+    binary = _BinaryReader(body, json_length)
+    try:
+        document = orjson.loads(binary.head)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError("body", f"invalid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError("body", f"expected a JSON object, got {_json_type(document)}")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInputError("id", f"expected a string, got {_json_type(request_id)}")
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInputError("inputs", "required: a non-empty list of input tensors")
+    inputs = [_decode_input(item, f"inputs[{i}]", binary) for i, item in enumerate(raw_inputs)]
+    binary.check_consumed()
+    return InferenceRequest(
+        model=model,
+        version=version,
+        inputs=inputs,
+        id=request_id,
+        parameters=_parameters(document.get("parameters"), "parameters"),
+        outputs=_requested_outputs(document.get("outputs")),
+    )
+
+
+def _decode_input(item: Any, field: str, binary: _BinaryReader) -> Tensor:
+    if not isinstance(item, dict):
+        raise InvalidInputError(field, f"expected an object, got {_json_type(item)}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{field}.name", "required: a non-empty string")
+    datatype = _datatype(item.get("datatype"), f"{field}.datatype")
+    shape = _shape(item.get("shape"), f"{field}.shape")
+    parameters = _parameters(item.get("parameters"), f"{field}.parameters")
+    size = math.prod(shape)
+    binary_size = parameters.pop("binary_data_size", None)
+    if binary_size is not None:
+        if "data" in item:
+            raise InvalidInputError(
+                f"{field}.data", "must be absent when parameters.binary_data_size is set"
+            )
+        if isinstance(binary_size, bool) or not isinstance(binary_size, int) or binary_size < 0:
+            raise InvalidInputError(
+                f"{field}.parameters.binary_data_size", "expected a non-negative integer"
+            )
+        raw = binary.take(binary_size, f"{field}.parameters.binary_data_size")
+        array = _from_binary(raw, datatype, size, field)
+    else:
+        if "data" not in item:
+            raise InvalidInputError(
+                f"{field}.data", "required (or parameters.binary_data_size for binary data)"
+            )
+        array = _from_json(item["data"], datatype, size, field)
+    return Tensor(name, datatype, shape, array.reshape(shape), parameters)
+
+
+def _datatype(value: Any, field: str) -> Datatype:
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"required: one of {_DATATYPES}")
+    try:
+        return Datatype(value.upper())
+    except ValueError:
+        raise InvalidInputError(
+            field, f"unknown datatype {value!r} (expected one of {_DATATYPES})"
+        ) from None
+
+
+def _shape(value: Any, field: str) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RANK
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+    ):
+        raise InvalidInputError(
+            field, f"expected a list of at most {MAX_RANK} non-negative integers, got {value!r}"
+        )
+    return tuple(value)
+
+
+def _parameters(value: Any, field: str) -> Parameters:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(field, f"expected an object, got {_json_type(value)}")
+    return dict(value)
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidInputError("outputs", f"expected a list, got {_json_type(value)}")
+    outputs = []
+    for j, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise InvalidInputError(f"outputs[{j}].name", "required: a non-empty string")
+        outputs.append(
+            RequestedOutput(
+                item["name"], _parameters(item.get("parameters"), f"outputs[{j}].parameters")
+            )
+        )
+    return outputs
+
+
+def _from_json(data: Any, datatype: Datatype, size: int, field: str) -> npt.NDArray[Any]:
+    if not isinstance(data, list):
+        data = [data]  # a bare scalar for a one-element tensor
+    if datatype is Datatype.BYTES:
+        return _bytes_from_json(data, size, field)
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise InvalidInputError(
+            f"{field}.data", "nested lists must be regular (every row the same length)"
+        ) from None
+    if array.size != size:
+        raise InvalidInputError(f"{field}.data", _count_reason(size, array.size))
+    if size == 0:
+        return np.empty(0, dtype=datatype.numpy_dtype)
+    try:
+        return coerce(array.reshape(-1), datatype)
+    except ValueError as exc:
+        raise InvalidInputError(f"{field}.data", str(exc)) from None
+
+
+def _bytes_from_json(data: list[Any], size: int, field: str) -> npt.NDArray[Any]:
+    flat: list[bytes] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) > MAX_RANK:
+                raise InvalidInputError(f"{field}.data", f"nested deeper than {MAX_RANK} levels")
+            stack.append(iter(item))
+        elif isinstance(item, str):
+            flat.append(item.encode())
+        else:
+            raise InvalidInputError(
+                f"{field}.data", f"expected strings for BYTES, got {_json_type(item)}"
+            )
+    if len(flat) != size:
+        raise InvalidInputError(f"{field}.data", _count_reason(size, len(flat)))
+    array = np.empty(size, dtype=np.object_)
+    array[:] = flat
+    return array
+
+
+_END = object()
+
+
+def _count_reason(expected: int, got: int) -> str:
+    return f"the shape needs {expected} value(s), got {got}"
+
+
+def _from_binary(raw: bytes, datatype: Datatype, size: int, field: str) -> npt.NDArray[Any]:
+    if datatype is Datatype.BYTES:
+        return _bytes_from_binary(raw, size, field)
+    expected = size * datatype.itemsize
+    if len(raw) != expected:
+        raise InvalidInputError(
+            f"{field}.parameters.binary_data_size",
+            f"{datatype} data of {size} element(s) takes {expected} bytes, got {len(raw)}",
+        )
+    little = datatype.numpy_dtype.newbyteorder("<")
+    return np.frombuffer(raw, dtype=little).astype(datatype.numpy_dtype)
+
+
+def _bytes_from_binary(raw: bytes, size: int, field: str) -> npt.NDArray[Any]:
+    array = np.empty(size, dtype=np.object_)
+    offset = 0
+    for i in range(size):
+        if offset + 4 > len(raw):
+            raise InvalidInputError(
+                f"{field}.parameters.binary_data_size",
+                f"BYTES data ends after {i} of {size} element(s)",
+            )
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInputError(
+                f"{field}.parameters.binary_data_size",
+                f"BYTES element {i} claims {length} bytes; only {len(raw) - offset} remain",
+            )
+        array[i] = bytes(raw[offset : offset + length])
+        offset += length
+    if offset != len(raw):
+        raise InvalidInputError(
+            f"{field}.parameters.binary_data_size",
+            f"{len(raw) - offset} byte(s) left after {size} BYTES element(s)",
+        )
+    return array
+
+
+class _BinaryReader:
+    """The JSON head of a body, and the binary tensor data after it, handed out in order."""
+
+    def __init__(self, body: bytes, json_length: int | None) -> None:
+        if json_length is None:
+            self.head, self._tail = body, b""
+        elif json_length > len(body):
+            raise InvalidInputError(
+                "inference-header-content-length",
+                f"{json_length} is larger than the body ({len(body)} bytes)",
+            )
+        else:
+            self.head, self._tail = body[:json_length], body[json_length:]
+        self._offset = 0
+
+    def take(self, size: int, field: str) -> bytes:
+        if self._offset + size > len(self._tail):
+            left = len(self._tail) - self._offset
+            raise InvalidInputError(
+                field, f"{size} bytes of binary data claimed, only {left} left in the body"
+            )
+        chunk = self._tail[self._offset : self._offset + size]
+        self._offset += size
+        return chunk
+
+    def check_consumed(self) -> None:
+        left = len(self._tail) - self._offset
+        if left:
+            raise InvalidInputError(
+                "body", f"{left} byte(s) of binary data not claimed by any input"
+            )
+
+
+def encode_infer_response(
+    response: InferenceResponse, request: InferenceRequest
+) -> EncodedResponse:
+    """Encode a response, in binary for the outputs whose request asked for it."""
+    binary_default = request.parameters.get("binary_data_output") is True
+    wanted = {o.name: o for o in request.outputs} if request.outputs is not None else {}
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in response.outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype.value,
+            "shape": list(tensor.shape),
+        }
+        parameters = dict(tensor.parameters)
+        requested = wanted.get(tensor.name)
+        binary = (
+            requested.parameters.get("binary_data", binary_default) if requested else binary_default
+        )
+        if binary is True:
+            raw = _to_binary(tensor)
+            parameters["binary_data_size"] = len(raw)
+            blobs.append(raw)
+        else:
+            entry["data"] = _to_json(tensor, parameters)
+        if parameters:
+            entry["parameters"] = parameters
+        outputs.append(entry)
+    document: dict[str, Any] = {"model_name": request.model, "model_version": request.version}
+    if request.id is not None:
+        document["id"] = request.id
+    if response.parameters:
+        document["parameters"] = response.parameters
+    document["outputs"] = outputs
+    head = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return head, b"application/json", None
+    return head + b"".join(blobs), b"application/octet-stream", len(head)
+
+
+def _to_json(tensor: Tensor, parameters: Parameters) -> Any:
+    if tensor.datatype is not Datatype.BYTES:
+        return np.ascontiguousarray(tensor.data).reshape(-1)
+    items = [b if isinstance(b, bytes) else str(b).encode() for b in tensor.data.reshape(-1)]
+    try:
+        return [b.decode() for b in items]
+    except UnicodeDecodeError:
+        # JSON cannot carry arbitrary bytes; say how they are encoded (MLServer's convention).
+        parameters["content_type"] = "base64"
+        return [base64.b64encode(b).decode() for b in items]
+
+
+def _to_binary(tensor: Tensor) -> bytes:
+    if tensor.datatype is not Datatype.BYTES:
+        little = tensor.datatype.numpy_dtype.newbyteorder("<")
+        return np.ascontiguousarray(tensor.data, dtype=little).tobytes()
+    parts: list[bytes] = []
+    for item in tensor.data.reshape(-1):
+        raw = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LENGTH.pack(len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")

@@ -1,0 +1,78 @@
+"""Run the gateway under uvicorn, with Kubernetes-style graceful shutdown.
+
+On SIGTERM or SIGINT: readiness turns false at once; after `shutdown_delay_s` the listener
+closes; requests in flight get up to `shutdown_grace_s` to finish; backends close; exit 0.
+A second SIGINT forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from seawall.assemble import assemble
+from seawall.config import SeawallConfig
+from seawall.gateway.app import Gateway
+from seawall.gateway.logs import configure_logging
+
+__all__ = ["GatewayServer", "serve"]
+
+logger = logging.getLogger("seawall.gateway")
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, draining the gateway on the first signal and exiting 0 afterwards."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, *, delay_s: float = 0.0) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+        self._delay_s = delay_s
+        self._exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded in _captured_signals: uvicorn would re-raise it and exit -15, not 0.
+        if self._gateway.draining:
+            if sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        self._gateway.drain()
+        logger.info(
+            "signal received: draining",
+            extra={"signal": signal.Signals(sig).name, "delay_s": self._delay_s},
+        )
+        if self._delay_s > 0:
+            self._exit_at = time.monotonic() + self._delay_s
+        else:
+            self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(config: SeawallConfig, *, host: str | None = None, port: int | None = None) -> int:
+    """Build the gateway from `config` and serve until a signal; the process's exit status."""
+    settings = config.server
+    configure_logging(settings.log_level, settings.log_format)
+    gateway = Gateway(assemble(config), settings)
+    uv_config = uvicorn.Config(
+        gateway,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        timeout_keep_alive=5,
+    )
+    server = GatewayServer(uv_config, gateway, delay_s=settings.shutdown_delay_s)
+    server.run()
+    return 0 if server.started else 1
