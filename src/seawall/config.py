@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from seawall.errors import ConfigError
 from seawall.types import Datatype
@@ -160,13 +160,19 @@ class ModelSettings(_Settings):
     name: str = Field(pattern=_NAME)
     """Model name, as in /v2/models/{name}."""
     version: str = Field("1", pattern=_NAME)
-    """Version, as in /v2/models/{name}/versions/{version}."""
+    """Version, as in /v2/models/{name}/versions/{version} (`version: 2` is read as "2")."""
     default: bool = False
     """Serve unversioned calls with this version (else the first listed)."""
     backend: BackendSettings
     """Where the model runs."""
     validation: ValidationSettings = ValidationSettings()
     """Input validation."""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # YAML reads `version: 2` as an integer; a version is a name, so take it as text.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class SeawallConfig(_Settings):
@@ -179,20 +185,28 @@ class SeawallConfig(_Settings):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
-    @model_validator(mode="after")
-    def _unique_versions(self) -> SeawallConfig:
-        seen: set[tuple[str, str]] = set()
-        defaults: set[str] = set()
-        for model in self.models:
+    @field_validator("models")
+    @classmethod
+    def _unique_versions(cls, models: list[ModelSettings]) -> list[ModelSettings]:
+        # A field validator, so the error's path is `models`; the message names both entries.
+        seen: dict[tuple[str, str], int] = {}
+        defaults: dict[str, int] = {}
+        for i, model in enumerate(models):
             key = (model.name, model.version)
             if key in seen:
-                raise ValueError(f"model {model.name!r} version {model.version!r} is listed twice")
-            seen.add(key)
+                raise ValueError(
+                    f"model {model.name!r} version {model.version!r} is listed twice "
+                    f"(models[{seen[key]}] and models[{i}])"
+                )
+            seen[key] = i
             if model.default:
                 if model.name in defaults:
-                    raise ValueError(f"model {model.name!r} has more than one default version")
-                defaults.add(model.name)
-        return self
+                    raise ValueError(
+                        f"model {model.name!r} has more than one default version "
+                        f"(models[{defaults[model.name]}] and models[{i}])"
+                    )
+                defaults[model.name] = i
+        return models
 
     @property
     def base_dir(self) -> Path:
@@ -269,6 +283,10 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = "unknown field (check the spelling; see `seawall config schema`)"
     elif error["type"] == "union_tag_invalid":
         message = f"unknown backend kind; expected one of {', '.join(sorted(_BACKEND_KINDS))}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"`kind` is required: one of {', '.join(sorted(_BACKEND_KINDS))}"
+    elif error["type"] == "value_error":  # our own validators: drop pydantic's "Value error, "
+        message = str(error.get("ctx", {}).get("error", message))
     return f"{where}: {message}"
 
 
@@ -334,7 +352,7 @@ def _set_path(node: Any, path: list[str], value: Any) -> None:
         elif isinstance(node, dict):
             if last:
                 node[part] = value
-            else:
-                node = node.setdefault(part, {})
+            else:  # a missing list is empty, so an index into it is out of range
+                node = node.setdefault(part, [] if path[i + 1].isdigit() else {})
         else:
             raise TypeError(f"{'.'.join(path[:i])} is a {type(node).__name__}, not a section")

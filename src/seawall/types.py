@@ -214,18 +214,19 @@ _EXACT_FLOAT_INT = 2**53  # floats represent every integer up to here exactly
 def coerce(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
     """Convert `values` to `datatype` only if no value changes; raise `ValueError` saying why not.
 
-    Allowed: integers to wider or narrower integers and to floats when every value fits, floats
-    to floats when every value stays finite, integral floats to integers, strings to BYTES.
+    Allowed: integers to wider or narrower integers and to floats when every value fits exactly,
+    floats to floats when every value stays finite (rounded to the nearest), integral floats to
+    integers, strings to BYTES.
     Refused: booleans to or from numbers, numbers to or from strings, fractions to integers.
     """
     target = datatype.numpy_dtype
     kind = values.dtype.kind
-    if values.dtype == target:
-        return values
-    if datatype is Datatype.BYTES:
+    if datatype is Datatype.BYTES:  # before the dtype check: an object array may hold anything
         if kind in "SU" or (kind == "O" and all(isinstance(v, str | bytes) for v in values.flat)):
             return _as_bytes_array(values)
         raise ValueError(f"expected strings for {datatype}, got {_describe(values)}")
+    if values.dtype == target:
+        return values
     if kind not in "biuf":
         raise ValueError(f"expected numbers for {datatype}, got {_describe(values)}")
     if (datatype is Datatype.BOOL) != (kind == "b"):
@@ -239,6 +240,12 @@ def coerce(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
             out = values.astype(target)
         if not np.isfinite(out[np.isfinite(values)]).all():
             raise ValueError(f"a value is out of range for {datatype}")
+        if kind in "iu":  # an integer is exact: rounding it to a float changes it
+            with np.errstate(invalid="ignore"):
+                inexact = out.astype(values.dtype) != values
+            if inexact.any():
+                bad = values[inexact].flat[0]
+                raise ValueError(f"value {bad} cannot be represented exactly as {datatype}")
         return out
     return values.astype(target)
 
@@ -246,6 +253,7 @@ def coerce(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
 def _to_integer(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
     info = np.iinfo(datatype.numpy_dtype)
     if values.dtype.kind == "f":
+        values = values.astype(np.float64)  # FP16 would overflow comparing with these bounds
         if not np.isfinite(values).all() or (np.abs(values) > _EXACT_FLOAT_INT).any():
             raise ValueError(f"expected integers for {datatype}, got out-of-range numbers")
         if (values != np.floor(values)).any():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from functools import partial
 from typing import ParamSpec, TypeVar
 
@@ -65,12 +66,19 @@ class BoundedExecutor:
                 f"({self.workers} running, queue of {self.max_queue} full)",
                 retry_after_s=self._retry_after_s,
             )
+        future = self._pool.submit(self._guarded, partial(fn, *args, **kwargs), deadline)
         self._pending += 1
-        try:
-            future = self._pool.submit(self._guarded, partial(fn, *args, **kwargs), deadline)
-            return await asyncio.wrap_future(future)
-        finally:
-            self._pending -= 1
+        # The slot is freed when the thread is done with the call, not when the caller stops
+        # waiting: a cancelled caller's call may still be running and holding a thread.
+        future.add_done_callback(partial(self._on_done, asyncio.get_running_loop()))
+        return await asyncio.wrap_future(future)
+
+    def _on_done(self, loop: asyncio.AbstractEventLoop, _future: Future[object]) -> None:
+        with suppress(RuntimeError):  # the loop has closed: nobody is left to count for
+            loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        self._pending -= 1
 
     def _guarded(self, call: Callable[[], T], deadline: float | None) -> T:
         if deadline is not None and self._clock.monotonic() >= deadline:

@@ -112,8 +112,12 @@ def write_demo(directory: Path) -> list[Path]:
     for name, write in files.items():
         path = directory / name
         tmp = path.with_name(f".{name}.tmp")
-        write(tmp)
-        tmp.replace(path)  # atomic: a half-written model is never picked up
+        try:
+            write(tmp)
+            tmp.replace(path)  # atomic: a half-written model is never picked up
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         written.append(path)
     return written
 

@@ -82,11 +82,15 @@ class Gateway:
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 0
+        request_id = ""
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, request_id
             if message["type"] == "http.response.start":
                 status = message["status"]
+                request_id = next(
+                    (v.decode() for k, v in message["headers"] if k == b"x-request-id"), ""
+                )
             await send(message)
 
         try:
@@ -98,6 +102,7 @@ class Gateway:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
+                    "request_id": request_id,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                     "client": (scope.get("client") or ("", 0))[0],
                 },

@@ -52,7 +52,7 @@ def request_headers(scope: Scope) -> Headers:
 async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
     """The whole request body, decompressed, refused with 413 as soon as it exceeds `limit`."""
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(limit)
     chunks: list[bytes] = []
     size = 0
@@ -89,6 +89,10 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise PayloadTooLargeError(limit)
     if not decompressor.eof:
         raise InvalidInputError("body", f"truncated {encoding} data")
+    if decompressor.unused_data:
+        raise InvalidInputError(
+            "body", f"{len(decompressor.unused_data)} byte(s) after the end of the {encoding} data"
+        )
     return out
 
 

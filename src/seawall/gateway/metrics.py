@@ -47,10 +47,18 @@ class GatewayMetrics:
         )
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
+        self._in_flight: dict[str, Gauge] = {}
 
     def watch(self, repository: ModelRepository) -> None:
         """Export `seawall_model_ready` from the repository's live state at each scrape."""
         self.registry.register(_ReadinessCollector(repository))
+
+    def in_flight_for(self, model: str) -> Gauge:
+        """The in-flight gauge of `model` (cached: `labels()` is not free on the hot path)."""
+        gauge = self._in_flight.get(model)
+        if gauge is None:
+            gauge = self._in_flight[model] = self.in_flight.labels(model)
+        return gauge
 
     def observe(self, model: str, version: str, status: int, seconds: float) -> None:
         """Count one answered request and record its latency."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from seawall.types import (
 )
 
 __all__ = ["Arrays", "InProcessBackend", "InProcessOptions"]
+
+_LOAD_LOCK = threading.Lock()
 
 #: Named arrays in and out of model code.
 Arrays = Mapping[str, npt.NDArray[Any]]
@@ -91,7 +94,7 @@ class InProcessBackend(ABC):
         """Compute the outputs named in `wanted` (blocking)."""
 
     async def load(self) -> None:
-        metadata = await asyncio.to_thread(self._load_sync)
+        metadata = await asyncio.to_thread(self._load_locked)
         self._executor = BoundedExecutor(
             self.name,
             workers=self._options.workers,
@@ -160,6 +163,13 @@ class InProcessBackend(ABC):
         except TypeError as exc:
             raise BadResponseError(f"{self.name}: output {name!r}: {exc}") from exc
         return Tensor.from_numpy(name, array, datatype)
+
+    def _load_locked(self) -> ModelMetadata:
+        # Loading imports modules (unpickling imports scikit-learn's, a Python model its own).
+        # Two threads importing the same package at once can see it half initialised
+        # (scikit-learn#13940), so loads take turns; inference still runs in parallel.
+        with _LOAD_LOCK:
+            return self._load_sync()
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

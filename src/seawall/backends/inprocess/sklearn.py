@@ -49,9 +49,17 @@ class SklearnBackend(InProcessBackend):
             raise FileNotFoundError(f"model file not found: {self.path}")
         import joblib  # deferred: scikit-learn's import is slow and only this backend needs it
 
-        model = joblib.load(self.path)
+        try:
+            model = joblib.load(self.path)
+        except Exception as exc:  # a corrupt file fails anywhere in unpickling, with any error
+            raise ValueError(f"{self.path}: cannot load: {type(exc).__name__}: {exc}") from exc
         if not callable(getattr(model, "predict", None)):
             raise TypeError(f"{self.path} holds a {type(model).__name__}, which has no predict()")
+        if isinstance(getattr(model, "classes_", None), list):
+            raise TypeError(
+                f"{self.path} holds a multi-output classifier, which is not supported "
+                "(one label column per model)"
+            )
         features = int(getattr(model, "n_features_in_", -1))
         outputs = [TensorSpec(PREDICT, _predict_datatype(model), _predict_shape(model))]
         if _has_predict_proba(model):
@@ -96,4 +104,9 @@ def _predict_datatype(model: Any) -> Datatype:
 
 def _predict_shape(model: Any) -> tuple[int, ...]:
     outputs = getattr(model, "n_outputs_", 1)
+    if outputs == 1 and getattr(model, "classes_", None) is None:
+        # Linear regressors fitted on several targets say so only by their coefficients' shape.
+        coef = getattr(model, "coef_", None)
+        if isinstance(coef, np.ndarray) and coef.ndim == 2 and coef.shape[0] > 1:
+            return (-1, coef.shape[0])
     return (-1,) if outputs in (None, 1) else (-1, int(outputs))

@@ -13,8 +13,11 @@ Every decoding error is an `InvalidInputError` whose field is the JSON path, e.g
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import struct
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -98,8 +101,12 @@ def _decode_input(item: Any, field: str, binary: _BinaryReader) -> Tensor:
             raise InvalidInputError(
                 f"{field}.data", "required (or parameters.binary_data_size for binary data)"
             )
-        array = _from_json(item["data"], datatype, size, field)
-    return Tensor(name, datatype, shape, array.reshape(shape), parameters)
+        array = _from_json(item["data"], datatype, size, field, binary.may_hold_booleans)
+    try:
+        array = array.reshape(shape)
+    except ValueError:  # an empty tensor whose other dimensions overflow numpy's size limit
+        raise InvalidInputError(f"{field}.shape", f"{list(shape)} is too large") from None
+    return Tensor(name, datatype, shape, array, parameters)
 
 
 def _datatype(value: Any, field: str) -> Datatype:
@@ -150,7 +157,9 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
-def _from_json(data: Any, datatype: Datatype, size: int, field: str) -> npt.NDArray[Any]:
+def _from_json(
+    data: Any, datatype: Datatype, size: int, field: str, may_hold_booleans: bool
+) -> npt.NDArray[Any]:
     if not isinstance(data, list):
         data = [data]  # a bare scalar for a one-element tensor
     if datatype is Datatype.BYTES:
@@ -165,10 +174,32 @@ def _from_json(data: Any, datatype: Datatype, size: int, field: str) -> npt.NDAr
         raise InvalidInputError(f"{field}.data", _count_reason(size, array.size))
     if size == 0:
         return np.empty(0, dtype=datatype.numpy_dtype)
+    if datatype is not Datatype.BOOL and array.dtype.kind in "iuf":
+        if may_hold_booleans and bool in _element_types(data, array.ndim):
+            # numpy reads [1, true] as [1, 1]: a boolean must not pass as a number
+            raise InvalidInputError(
+                f"{field}.data", f"expected numbers for {datatype}, got true/false among them"
+            )
+        if datatype is Datatype.UINT64 and array.dtype.kind == "f":
+            # numpy reads [2**64 - 1, 1] as float64; read it as uint64 unless a value is negative
+            with contextlib.suppress(OverflowError, TypeError):
+                if _element_types(data, array.ndim) == {int}:
+                    array = np.asarray(data, dtype=np.uint64)
+        elif datatype.is_float and array.dtype.kind in "iu":
+            # A JSON integer sent for a float tensor is a number like any other: the declared
+            # type decides the precision, exactly as for a literal with a decimal point.
+            array = array.astype(np.float64)
     try:
         return coerce(array.reshape(-1), datatype)
     except ValueError as exc:
         raise InvalidInputError(f"{field}.data", str(exc)) from None
+
+
+def _element_types(data: list[Any], depth: int) -> set[type]:
+    items: Iterable[Any] = data
+    for _ in range(depth - 1):
+        items = chain.from_iterable(items)
+    return set(map(type, items))
 
 
 def _bytes_from_json(data: list[Any], size: int, field: str) -> npt.NDArray[Any]:
@@ -216,7 +247,7 @@ def _from_binary(raw: bytes, datatype: Datatype, size: int, field: str) -> npt.N
 
 
 def _bytes_from_binary(raw: bytes, size: int, field: str) -> npt.NDArray[Any]:
-    array = np.empty(size, dtype=np.object_)
+    items: list[bytes] = []  # allocated as it is read: a huge shape must not allocate up front
     offset = 0
     for i in range(size):
         if offset + 4 > len(raw):
@@ -231,13 +262,15 @@ def _bytes_from_binary(raw: bytes, size: int, field: str) -> npt.NDArray[Any]:
                 f"{field}.parameters.binary_data_size",
                 f"BYTES element {i} claims {length} bytes; only {len(raw) - offset} remain",
             )
-        array[i] = bytes(raw[offset : offset + length])
+        items.append(bytes(raw[offset : offset + length]))
         offset += length
     if offset != len(raw):
         raise InvalidInputError(
             f"{field}.parameters.binary_data_size",
             f"{len(raw) - offset} byte(s) left after {size} BYTES element(s)",
         )
+    array = np.empty(size, dtype=np.object_)
+    array[:] = items
     return array
 
 
@@ -254,6 +287,8 @@ class _BinaryReader:
             )
         else:
             self.head, self._tail = body[:json_length], body[json_length:]
+        # Cheap pre-check: only a body that spells a boolean can mix one into numeric data.
+        self.may_hold_booleans = b"true" in self.head or b"false" in self.head
         self._offset = 0
 
     def take(self, size: int, field: str) -> bytes:

@@ -12,6 +12,7 @@ GET|POST /v2/repository/index                   each model version and its state
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ SERVER_NAME = "seawall"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 _ALLOWED = {"metadata": b"GET", "ready": b"GET", "infer": b"POST"}
 _LIVE = json_body({"live": True})
+_CANCELLED = json_body({"error": "the gateway shut down before this request finished; retry"})
 
 
 def error_response(exc: SeawallError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -83,8 +85,15 @@ class OipRoutes:
             elif parts == ["health", "ready"]:
                 _require(method, "GET", scope)
                 ready, reason = self._gateway.readiness()
-                state = {"ready": ready} if ready else {"ready": False, "reason": reason}
-                await send_response(send, 200 if ready else 503, json_body(state))
+                if ready:
+                    await send_response(send, 200, json_body({"ready": True}))
+                else:
+                    await send_response(
+                        send,
+                        503,
+                        json_body({"ready": False, "reason": reason}),
+                        headers=[(b"retry-after", b"1")],
+                    )
             elif parts == ["repository", "index"]:
                 await self._repository_index(scope, receive, send)
             else:
@@ -117,9 +126,11 @@ class OipRoutes:
                 "version": model.version,
                 "ready": model.ready,
             }
-            if not model.ready:
-                body["reason"] = model.reason or model.state.value.lower()
-            await send_response(send, 200 if model.ready else 503, json_body(body))
+            if model.ready:
+                await send_response(send, 200, json_body(body))
+                return
+            body["reason"] = model.reason or model.state.value.lower()
+            await send_response(send, 503, json_body(body), headers=[(b"retry-after", b"1")])
         else:
             await send_response(send, 200, self._model_metadata(model))
 
@@ -137,7 +148,7 @@ class OipRoutes:
         try:
             model = self._repository.get(name, version)
             model_label, version_label = model.name, model.version
-            in_flight = self._metrics.in_flight.labels(model.name)
+            in_flight = self._metrics.in_flight_for(model.name)
             in_flight.inc()
             model.check_ready()
             body = await read_body(receive, headers, self._limit)
@@ -150,6 +161,12 @@ class OipRoutes:
         except ClientDisconnectedError:
             self._metrics.observe(model_label, version_label, 499, time.perf_counter() - started)
             return
+        except asyncio.CancelledError:
+            # Only the server cancels a request task: its shutdown grace period has run out.
+            # Answer (503, retry elsewhere) instead of uvicorn's plain-text 500, then end the
+            # task quietly: it is being torn down and nothing awaits its result.
+            status, payload = 503, _CANCELLED
+            extra.extend([(b"retry-after", b"1"), (b"connection", b"close")])
         except SeawallError as exc:
             status, payload, headers_out = error_response(exc)
             extra.extend(headers_out)
@@ -181,7 +198,7 @@ class OipRoutes:
         )
 
     async def _repository_index(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "POST"):
+        if scope["method"] not in ("GET", "HEAD", "POST"):
             raise _MethodNotAllowedError(scope, "GET, POST")
         only_ready = False
         if scope["method"] == "POST":
@@ -217,7 +234,7 @@ def _json_length(headers: dict[str, str]) -> int | None:
     value = headers.get("inference-header-content-length")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not (value.isascii() and value.strip().isdigit()):  # isdigit() alone accepts "²"
         raise InvalidInputError(
             "inference-header-content-length", f"expected a byte count, got {value!r}"
         )
