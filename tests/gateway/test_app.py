@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -313,3 +317,129 @@ async def test_no_access_log_by_default(
 ) -> None:
     await client.get("/v2/health/live")
     assert [r for r in access_log.records if r.name == "seawall.access"] == []
+
+
+# --- lifecycle state machine -------------------------------------------------------------------
+
+
+class GatewayLifecycle(RuleBasedStateMachine):
+    """Models load, fail, serve, drain and unload in any order a run can produce.
+
+    The reference model: a model serves (200) only when it loaded and the gateway has not shut
+    down; everything else is a 503 that says why. Readiness follows `Gateway.readiness`'s rules.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.repository = ModelRepository()
+        self.strict = False
+        self.gateway: Gateway | None = None
+        self.expected: dict[str, str] = {}  # name -> LOADING | READY | FAILED | UNLOADED
+        self.started = self.draining = self.stopped = False
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def _gateway(self) -> Gateway:
+        if self.gateway is None:
+            self.gateway = Gateway(self.repository, ServerSettings(strict_readiness=self.strict))
+        return self.gateway
+
+    @precondition(lambda self: self.gateway is None and len(self.expected) < 4)
+    @rule(fails=st.booleans())
+    def add_model(self, fails: bool) -> None:
+        name = f"m{len(self.expected)}"
+        backend = MockBackend(name, load_error=RuntimeError("corrupt") if fails else None)
+        self.repository.add(ServedModel(name, "1", backend, backend.infer))
+        self.expected[name] = "FAILED" if fails else "READY"
+
+    @precondition(lambda self: self.gateway is None)
+    @rule(strict=st.booleans())
+    def choose_readiness(self, strict: bool) -> None:
+        self.strict = strict
+
+    @precondition(lambda self: not self.started)
+    @rule()
+    def start(self) -> None:
+        self._run(self._gateway().startup())
+        self.started = True
+
+    @precondition(lambda self: self.started and not self.stopped)
+    @rule()
+    def drain(self) -> None:
+        self._gateway().drain()
+        self.draining = True
+
+    @precondition(lambda self: self.started and not self.stopped)
+    @rule()
+    def stop(self) -> None:
+        self._run(self._gateway().shutdown())
+        self.stopped = self.draining = True
+
+    @precondition(lambda self: bool(self.expected))
+    @rule(data=st.data())
+    def infer(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.expected)))
+        status, body = self._run(self._post(name))
+        serves = self.started and not self.stopped and self.expected[name] == "READY"
+        assert status == (200 if serves else 503), (name, status, body)
+        if not serves:
+            assert body["error"].startswith(f"model '{name}' version '1' is")
+            if self.started and not self.stopped:
+                assert "RuntimeError: corrupt" in body["error"]
+
+    @rule()
+    def probe_readiness(self) -> None:
+        ready, reason = self._gateway().readiness()
+        status, body = self._run(self._get("/v2/health/ready"))
+        assert (status, body) == (
+            (200, {"ready": True}) if ready else (503, {"ready": False, "reason": reason})
+        )
+
+    async def _get(self, path: str) -> tuple[int, Any]:
+        transport = httpx.ASGITransport(app=self._gateway())
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            response = await http.get(path)
+        return response.status_code, response.json()
+
+    async def _post(self, name: str) -> tuple[int, Any]:
+        transport = httpx.ASGITransport(app=self._gateway())
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            response = await http.post(f"/v2/models/{name}/infer", json=INFER_BODY)
+        return response.status_code, response.json()
+
+    @invariant()
+    def states_follow_the_lifecycle(self) -> None:
+        for model in self.repository:
+            if self.stopped:
+                assert model.state is ModelState.UNLOADED
+            elif self.started:
+                assert model.state.value == self.expected[model.name]
+            else:
+                assert model.state is ModelState.LOADING
+
+    @invariant()
+    def readiness_follows_the_rules(self) -> None:
+        if self.gateway is None:
+            return
+        ready, reason = self.gateway.readiness()
+        states = list(self.expected.values())
+        if self.draining:
+            assert (ready, reason) == (False, "shutting down")
+        elif not self.started:
+            assert (ready, reason) == (False, "loading models")
+        elif self.strict and "FAILED" in states:
+            assert not ready
+            assert "RuntimeError: corrupt" in reason
+        elif states and "READY" not in states:
+            assert (ready, reason) == (False, "no model is ready")
+        else:
+            assert (ready, reason) == (True, "")
+
+
+TestGatewayLifecycle = GatewayLifecycle.TestCase
+TestGatewayLifecycle.settings = settings(max_examples=60, stateful_step_count=12, deadline=None)
