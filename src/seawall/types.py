@@ -275,6 +275,6 @@ def _describe(values: npt.NDArray[Any]) -> str:
         return "true/false"
     if kind in "iuf":
         return "numbers"
-    if kind in "SU":
+    if kind in "SU" or (kind == "O" and all(isinstance(v, str | bytes) for v in values.flat)):
         return "strings"
     return "mixed or non-scalar values"

@@ -78,6 +78,9 @@ class SklearnBackend(InProcessBackend):
         self, inputs: Arrays, wanted: Sequence[str], parameters: Parameters
     ) -> Arrays:
         features = inputs[self._input_name]
+        if len(features) == 0:
+            # An empty batch is a valid request; scikit-learn refuses to predict on it.
+            return {name: self._empty(name) for name in wanted}
         results: dict[str, Any] = {}
         for name in wanted:
             if name == PREDICT:
@@ -85,6 +88,15 @@ class SklearnBackend(InProcessBackend):
             elif name == PREDICT_PROBA:
                 results[name] = self._model.predict_proba(features)
         return results
+
+    def _empty(self, name: str) -> Any:
+        spec = self.metadata().output(name)
+        assert spec is not None, f"validated output {name!r} missing from the signature"
+        return _empty_output(spec)
+
+
+def _empty_output(spec: TensorSpec) -> Any:
+    return np.empty(tuple(max(0, d) for d in spec.shape), dtype=spec.datatype.numpy_dtype)
 
 
 def _has_predict_proba(model: Any) -> bool:
