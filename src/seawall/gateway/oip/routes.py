@@ -46,7 +46,7 @@ logger = logging.getLogger("seawall.gateway")
 
 SERVER_NAME = "seawall"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-_ALLOWED = {"metadata": b"GET", "ready": b"GET", "infer": b"POST"}
+_ALLOWED = {"metadata": "GET", "ready": "GET", "infer": "POST"}
 _LIVE = json_body({"live": True})
 _CANCELLED = json_body({"error": "the gateway shut down before this request finished; retry"})
 
@@ -115,7 +115,7 @@ class OipRoutes:
         if len(rest) > 1 or (rest and rest[0] not in _ALLOWED):
             raise NotFoundError(f"path {scope['path']!r} not found")
         action = rest[0] if rest else "metadata"
-        _require(scope["method"], _ALLOWED[action].decode(), scope)
+        _require(scope["method"], _ALLOWED[action], scope)
         if action == "infer":
             await self.infer(scope, receive, send, name, version)
             return
