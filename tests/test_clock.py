@@ -170,3 +170,67 @@ async def test_advance_by_one_large_step_wakes_a_looping_sleeper_only_once() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert count == 1
+
+
+async def test_fake_timeout_cancels_the_block_when_the_clock_passes_it() -> None:
+    clock = FakeClock()
+    cancelled = asyncio.Event()
+
+    async def hang() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def guarded() -> None:
+        async with clock.timeout(0.2):
+            await hang()
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0)
+    clock.advance(0.199)
+    await asyncio.sleep(0)
+    assert not task.done()
+    clock.advance(0.001)
+    with pytest.raises(TimeoutError):
+        await task
+    assert cancelled.is_set()
+    assert clock.sleepers == 0
+
+
+async def test_fake_timeout_that_does_not_fire_leaves_no_timer() -> None:
+    clock = FakeClock()
+    async with clock.timeout(5.0):
+        await asyncio.sleep(0)
+    assert clock.sleepers == 0
+    async with clock.timeout(None):
+        await asyncio.sleep(0)
+
+
+async def test_an_outer_cancellation_is_not_mistaken_for_the_timeout() -> None:
+    clock = FakeClock()
+
+    async def guarded() -> None:
+        async with clock.timeout(1.0):
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0)
+    task.cancel()
+    clock.advance(2.0)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_zero_timeout_fires_on_the_next_loop_iteration() -> None:
+    clock = FakeClock()
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(0):
+            await asyncio.Event().wait()
+
+
+async def test_system_clock_timeout_is_asyncio_timeout() -> None:
+    with pytest.raises(TimeoutError):
+        async with SystemClock().timeout(0.001):
+            await asyncio.Event().wait()

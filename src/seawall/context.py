@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
-__all__ = ["CallContext", "TraceIds", "new_request_id"]
+__all__ = ["CallContext", "Priority", "TraceIds", "new_request_id"]
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _MAX_REQUEST_ID = 128
@@ -16,6 +17,22 @@ _MAX_REQUEST_ID = 128
 def new_request_id() -> str:
     """A random 128-bit id in hex."""
     return os.urandom(16).hex()
+
+
+class Priority(IntEnum):
+    """How important a call is; under overload, higher values are shed first."""
+
+    CRITICAL = 0
+    NORMAL = 1
+    BATCH = 2
+
+    @classmethod
+    def parse(cls, value: str) -> Priority:
+        """`critical`, `normal` or `batch` (any case); `ValueError` for anything else."""
+        try:
+            return cls[value.strip().upper()]
+        except KeyError:
+            raise ValueError(f"expected critical, normal or batch, got {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +64,17 @@ class CallContext:
 
     request_id: str
     deadline: float | None = None
+    #: Who is calling: set by the auth policy from `credentials` (an API key's name).
     principal: str | None = None
+    #: The secret the client presented (API key), if any; never logged.
+    credentials: str | None = field(default=None, repr=False)
+    priority: Priority = Priority.NORMAL
     trace: TraceIds | None = None
+    #: Request headers, lower-cased (for policies that route on a header, such as sticky keys).
     headers: dict[str, str] = field(default_factory=dict)
-    #: Facts policies record for the response and telemetry (served-by, attempts, cache hit...).
+    #: Headers policies add to the response, success or error (rate-limit state, served-by...).
+    response_headers: dict[str, str] = field(default_factory=dict)
+    #: Facts policies record for telemetry (attempts, fallback reason, cache hit...).
     annotations: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +84,8 @@ class CallContext:
         *,
         deadline: float | None = None,
         principal: str | None = None,
+        credentials: str | None = None,
+        priority: Priority = Priority.NORMAL,
         traceparent: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> CallContext:
@@ -69,6 +95,8 @@ class CallContext:
             request_id=rid,
             deadline=deadline,
             principal=principal,
+            credentials=credentials,
+            priority=priority,
             trace=TraceIds.from_traceparent(traceparent) if traceparent else None,
             headers=headers or {},
         )
