@@ -8,6 +8,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from seawall.backends import ModelRepository
+from seawall.clock import Clock, SystemClock
 from seawall.config import ServerSettings
 from seawall.errors import NotFoundError
 from seawall.gateway.asgi import Message, Receive, Scope, Send, json_body, send_response
@@ -45,9 +46,11 @@ class Gateway:
         settings: ServerSettings | None = None,
         *,
         metrics: GatewayMetrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.repository = repository
         self.settings = settings or ServerSettings()
+        self.clock = clock or SystemClock()
         self.metrics = metrics or GatewayMetrics()
         self.metrics.watch(repository)
         self.started = False

@@ -33,6 +33,7 @@ from seawall.gateway.asgi import (
     request_headers,
     send_response,
 )
+from seawall.gateway.calls import CallHeaders
 from seawall.gateway.metrics import UNKNOWN
 from seawall.gateway.oip.codec import decode_infer_request, encode_infer_response
 from seawall.gateway.status import error_status, retry_after_header
@@ -69,6 +70,7 @@ class OipRoutes:
         self._repository = gateway.repository
         self._metrics = gateway.metrics
         self._limit = gateway.settings.max_body_bytes
+        self._calls = CallHeaders(gateway.settings, gateway.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = scope["path"].rstrip("/").split("/")[2:]  # after "", "v2"
@@ -140,12 +142,15 @@ class OipRoutes:
         """Decode, run the model's pipeline, encode; every failure becomes a JSON error."""
         started = time.perf_counter()
         headers = request_headers(scope)
-        ctx = CallContext.new(headers.get("x-request-id"), traceparent=headers.get("traceparent"))
+        ctx = CallContext.new(
+            headers.get("x-request-id"), traceparent=headers.get("traceparent"), headers=headers
+        )
         extra = [(b"x-request-id", ctx.request_id.encode())]
         model_label, version_label = UNKNOWN, ""
         in_flight = None
         content_type = b"application/json"
         try:
+            self._calls.apply(ctx, headers)
             model = self._repository.get(name, version)
             model_label, version_label = model.name, model.version
             in_flight = self._metrics.in_flight_for(model.name)
@@ -179,6 +184,8 @@ class OipRoutes:
         finally:
             if in_flight is not None:
                 in_flight.dec()
+        if ctx.response_headers:
+            extra.extend((k.encode(), v.encode()) for k, v in ctx.response_headers.items())
         await send_response(send, status, payload, content_type=content_type, headers=extra)
         self._metrics.observe(model_label, version_label, status, time.perf_counter() - started)
 

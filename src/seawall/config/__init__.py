@@ -1,0 +1,37 @@
+"""Settings: one YAML file of pydantic models, `${VAR}` interpolation, `SEAWALL_*` overrides.
+
+`load_config(path)` reads and validates a file; every model class documents its fields (see
+`seawall config schema`).
+"""
+
+from seawall.config.base import Settings
+from seawall.config.document import SeawallConfig
+from seawall.config.loader import ENV_PREFIX, load_config, parse_config
+from seawall.config.models import (
+    BackendSettings,
+    CallableBackendSettings,
+    MockBackendSettings,
+    ModelSettings,
+    OnnxBackendSettings,
+    SklearnBackendSettings,
+    TensorSpecSettings,
+    ValidationSettings,
+)
+from seawall.config.server import ServerSettings
+
+__all__ = [
+    "ENV_PREFIX",
+    "BackendSettings",
+    "CallableBackendSettings",
+    "MockBackendSettings",
+    "ModelSettings",
+    "OnnxBackendSettings",
+    "SeawallConfig",
+    "ServerSettings",
+    "Settings",
+    "SklearnBackendSettings",
+    "TensorSpecSettings",
+    "ValidationSettings",
+    "load_config",
+    "parse_config",
+]

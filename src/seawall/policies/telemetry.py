@@ -1,0 +1,75 @@
+"""`PolicyTelemetry`: the event sink that turns policy events into metrics and log lines.
+
+Every event counts in `seawall_policy_events_total{target, event}` (the target is a configured
+model version, the event a class name: the label set stays bounded). State changes an operator
+must see (a breaker opening, an endpoint ejected, a shared limiter falling back to local) are
+also logged, with the event's fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from prometheus_client import CollectorRegistry, Counter
+
+__all__ = ["LOGGED_EVENTS", "PolicyTelemetry"]
+
+logger = logging.getLogger("seawall.policies")
+
+#: Event class names written to the log as well as counted (warning level).
+LOGGED_EVENTS = frozenset(
+    {
+        "CircuitOpened",
+        "CircuitHalfOpened",
+        "CircuitClosed",
+        "CircuitForced",
+        "EndpointEjected",
+        "EndpointReturned",
+        "RetryBudgetExhausted",
+        "RateLimitStorageFailed",
+        "FallbackExhausted",
+    }
+)
+
+
+class PolicyTelemetry:
+    """Counts every event by target and kind; logs the state changes in `LOGGED_EVENTS`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.events = Counter(
+            "seawall_policy_events",
+            "Policy events (retries, rejections, breaker transitions...), by target and event.",
+            ["target", "event"],
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str], Counter] = {}
+
+    def __call__(self, event: object) -> None:
+        kind = type(event).__name__
+        target = str(getattr(event, "target", ""))
+        child = self._children.get((target, kind))
+        if child is None:
+            child = self._children[(target, kind)] = self.events.labels(target, kind)
+        child.inc()
+        if kind in LOGGED_EVENTS:
+            logger.warning(kind, extra={"event": kind, **_loggable(_fields(event))})
+
+
+def _fields(event: object) -> dict[str, object]:
+    # Shallow on purpose: asdict() deep-copies, and an exception in an event may not copy.
+    if not dataclasses.is_dataclass(event):
+        return {}
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+
+
+def _loggable(fields: dict[str, object]) -> dict[str, object]:
+    # LogRecord reserves some attribute names; never let an event field clobber them.
+    reserved = {"name", "msg", "args", "message", "module", "filename", "lineno", "levelname"}
+    return {(f"event_{k}" if k in reserved else k): _plain(v) for k, v in fields.items()}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return value
