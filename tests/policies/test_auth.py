@@ -1,0 +1,245 @@
+"""AuthPolicy: 401 versus 403, roles, scopes, expiry, constant-time lookup, no leaked secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+
+from seawall.clock import FakeClock
+from seawall.context import CallContext
+from seawall.errors import ForbiddenError, RejectedError, UnauthorizedError
+from seawall.pipeline import Pipeline
+from seawall.policies.auth import ApiKey, AuthFailed, AuthOptions, AuthPolicy, hash_key
+
+CLOCK_WALL_START = 1_700_000_000.0
+
+KEYS = (
+    ApiKey.from_plaintext("alice", "sk-alice-secret"),
+    ApiKey.from_plaintext("reader", "sk-reader-secret", roles={"reader"}),
+    ApiKey.from_plaintext("root", "sk-root-secret", roles={"admin"}),
+    ApiKey.from_plaintext("iris-only", "sk-iris-secret", models={"iris"}),
+    ApiKey.from_plaintext("wine-2", "sk-wine2-secret", models={"wine:2", "other-*"}),
+    ApiKey.from_plaintext("scoped-root", "sk-sroot-secret", roles={"admin"}, models={"wine"}),
+    ApiKey.from_plaintext("temp", "sk-temp-secret", expires_at=CLOCK_WALL_START + 60.0),
+)
+
+
+class Harness:
+    """An AuthPolicy for `target` on a FakeClock, recording events and what reached `call_next`."""
+
+    def __init__(self, target: str = "iris:1", options: AuthOptions | None = None) -> None:
+        self.clock = FakeClock(wall_start=CLOCK_WALL_START)
+        self.events: list[object] = []
+        self.principals: list[str | None] = []
+        self.policy: AuthPolicy[str, str] = AuthPolicy(
+            options, keys=KEYS, clock=self.clock, on_event=self.events.append, target=target
+        )
+
+    async def call_next(self, request: str, ctx: CallContext) -> str:
+        self.principals.append(ctx.principal)
+        return "ok"
+
+    async def call(self, credentials: str | None) -> CallContext:
+        ctx = CallContext.new("r", credentials=credentials)
+        assert await self.policy("req", ctx, self.call_next) == "ok"
+        return ctx
+
+    async def refused(self, credentials: str | None) -> RejectedError:
+        passed = len(self.principals)
+        with pytest.raises(RejectedError) as info:
+            await self.call(credentials)
+        assert len(self.principals) == passed  # a refused call never reaches the backend
+        return info.value
+
+
+# --- the 401 / 403 matrix ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "secret", "principal"),
+    [
+        ("iris:1", "sk-alice-secret", "alice"),
+        ("iris:1", "sk-root-secret", "root"),  # admin implies consumer
+        ("iris:1", "sk-iris-secret", "iris-only"),  # "iris" covers every version of iris
+        ("iris", "sk-iris-secret", "iris-only"),
+        ("wine:2", "sk-wine2-secret", "wine-2"),
+        ("other-model", "sk-wine2-secret", "wine-2"),  # a wildcard scope
+        ("wine:1", "sk-sroot-secret", "scoped-root"),
+        ("iris:1", "sk-temp-secret", "temp"),  # not expired yet
+    ],
+)
+async def test_allowed_calls_set_the_principal(target: str, secret: str, principal: str) -> None:
+    h = Harness(target)
+    ctx = await h.call(secret)
+    assert ctx.principal == principal
+    assert h.principals == [principal]
+    assert h.events == []
+
+
+@pytest.mark.parametrize(
+    ("target", "secret", "error", "reason", "principal", "message"),
+    [
+        ("iris:1", None, UnauthorizedError, "missing", None,
+         "model 'iris:1': an API key is required: send 'Authorization: Bearer <key>' or "
+         "'x-api-key'"),
+        ("iris:1", "", UnauthorizedError, "missing", None, None),
+        ("iris:1", "sk-nobody", UnauthorizedError, "unknown", None,
+         "model 'iris:1': unknown API key"),
+        ("iris:1", "sk-alice-secret ", UnauthorizedError, "unknown", None, None),
+        ("iris:1", hash_key("sk-alice-secret"), UnauthorizedError, "unknown", None, None),
+        ("iris:1", "sk-reader-secret", ForbiddenError, "role", "reader",
+         "model 'iris:1': API key 'reader' lacks the role 'consumer' (it has: reader)"),
+        ("wine:1", "sk-iris-secret", ForbiddenError, "scope", "iris-only",
+         "model 'wine:1': API key 'iris-only' may not call this model (it may call: iris)"),
+        ("irisx", "sk-iris-secret", ForbiddenError, "scope", "iris-only", None),
+        ("wine:1", "sk-wine2-secret", ForbiddenError, "scope", "wine-2",
+         "model 'wine:1': API key 'wine-2' may not call this model (it may call: other-*, wine:2)"),
+        ("iris:1", "sk-sroot-secret", ForbiddenError, "scope", "scoped-root", None),
+    ],
+)  # fmt: skip
+async def test_refusals_are_401_without_a_known_key_and_403_without_the_right(
+    target: str,
+    secret: str | None,
+    error: type[RejectedError],
+    reason: str,
+    principal: str | None,
+    message: str | None,
+) -> None:
+    h = Harness(target)
+    refusal = await h.refused(secret)
+    assert type(refusal) is error
+    assert refusal.retry_after_s is None  # waiting does not help
+    assert h.events == [AuthFailed(target, reason, principal)]
+    if message is not None:
+        assert str(refusal) == message
+    if secret:
+        assert secret not in str(refusal)
+        assert hash_key(secret) not in str(refusal)
+
+
+async def test_the_required_role_is_configurable_and_admin_has_it() -> None:
+    h = Harness(options=AuthOptions(required_role="reader"))
+    assert (await h.call("sk-reader-secret")).principal == "reader"
+    assert (await h.call("sk-root-secret")).principal == "root"
+    refusal = await h.refused("sk-alice-secret")
+    assert isinstance(refusal, ForbiddenError)
+
+
+async def test_a_scoped_key_is_refused_by_a_policy_without_a_target() -> None:
+    h = Harness(target="")
+    assert (await h.call("sk-alice-secret")).principal == "alice"
+    refusal = await h.refused("sk-iris-secret")
+    assert str(refusal) == "API key 'iris-only' may not call this model (it may call: iris)"
+
+
+async def test_a_key_expires_on_the_wall_clock() -> None:
+    h = Harness()
+    h.clock.advance(59.999)
+    assert (await h.call("sk-temp-secret")).principal == "temp"
+    h.clock.advance(0.001)
+    refusal = await h.refused("sk-temp-secret")
+    assert isinstance(refusal, UnauthorizedError)
+    assert str(refusal) == "model 'iris:1': API key 'temp' has expired"
+    assert h.events == [AuthFailed("iris:1", "expired", "temp")]
+
+
+# --- constant time, secrets --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", ["sk-alice-secret", "sk-nobody", "sk-alice-secreT"])
+async def test_every_lookup_compares_with_compare_digest(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    compared: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    h = Harness()
+    with contextlib.suppress(UnauthorizedError):
+        await h.call(secret)
+    # Hit or miss: one comparison of the presented key's SHA-256 with a 64-digit digest.
+    assert len(compared) == 1
+    presented, expected = compared[0]
+    assert presented == hashlib.sha256(secret.encode()).hexdigest()
+    assert len(expected) == 64
+
+
+async def test_a_wrong_comparison_result_means_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison, not just the dictionary lookup, decides.
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: False)
+    refusal = await Harness().refused("sk-alice-secret")
+    assert isinstance(refusal, UnauthorizedError)
+
+
+def test_key_objects_never_show_the_secret_or_its_hash() -> None:
+    key = ApiKey.from_plaintext("alice", "sk-very-secret", roles={"consumer"}, models={"iris"})
+    digest = hash_key("sk-very-secret")
+    assert key.sha256 == digest
+    for text in (repr(key), str(key), repr(KEYS), repr(Harness().policy)):
+        assert "sk-very-secret" not in text
+        assert digest not in text
+        assert hash_key("sk-alice-secret") not in text
+    assert repr(key) == (
+        "ApiKey(name='alice', roles=frozenset({'consumer'}), models=frozenset({'iris'}), "
+        "expires_at=None)"
+    )
+    assert not hasattr(key, "__dict__")  # nowhere to keep the plaintext
+
+
+def test_a_context_does_not_show_the_credentials() -> None:
+    ctx = CallContext.new("r", credentials="sk-alice-secret")
+    assert "sk-alice-secret" not in repr(ctx)
+
+
+# --- construction ------------------------------------------------------------------------------
+
+
+def test_keys_are_checked_when_built() -> None:
+    digest = hash_key("x")
+    with pytest.raises(ValueError, match=r"^keys: at least one API key"):
+        AuthPolicy(keys=[])
+    with pytest.raises(ValueError, match=r"^keys: the name 'a' is given twice"):
+        AuthPolicy(keys=[ApiKey("a", digest), ApiKey("a", hash_key("y"))])
+    with pytest.raises(ValueError, match=r"^keys: 'b' has the same secret as 'a'"):
+        AuthPolicy(keys=[ApiKey("a", digest), ApiKey("b", digest.upper())])
+    with pytest.raises(ValueError, match=r"^sha256: key 'a' needs 64 hex digits") as info:
+        ApiKey("a", "sk-plaintext-by-mistake")
+    assert "sk-plaintext" not in str(info.value)
+    with pytest.raises(ValueError, match=r"^sha256: "):
+        ApiKey("a", "g" * 64)
+    with pytest.raises(ValueError, match=r"^name: "):
+        ApiKey(" a", digest)
+    with pytest.raises(ValueError, match=r"^roles: "):
+        ApiKey("a", digest, roles=frozenset())
+    with pytest.raises(ValueError, match=r"^models: "):
+        ApiKey("a", digest, models=frozenset())
+    with pytest.raises(ValueError, match=r"^expires_at: "):
+        ApiKey("a", digest, expires_at=float("nan"))
+    with pytest.raises(ValueError, match=r"^secret: "):
+        ApiKey.from_plaintext("a", "")
+    with pytest.raises(ValueError, match=r"^required_role: "):
+        AuthOptions(required_role="")
+
+
+def test_a_hash_from_config_is_normalised_to_lower_case() -> None:
+    key = ApiKey("a", hash_key("x").upper(), roles=["consumer", "reader"])  # type: ignore[arg-type]
+    assert key.sha256 == hash_key("x")
+    assert key.roles == frozenset({"consumer", "reader"})
+
+
+async def test_the_policy_is_named_in_a_pipeline() -> None:
+    h = Harness()
+    pipeline = Pipeline([h.policy], h.call_next)
+    assert repr(pipeline) == "Pipeline(auth → Harness.call_next)"
+    assert repr(h.policy) == f"AuthPolicy(target='iris:1', keys={len(KEYS)})"
+    ctx = CallContext.new("r", credentials="sk-alice-secret")
+    assert await pipeline("req", ctx) == "ok"
+    assert ctx.principal == "alice"
