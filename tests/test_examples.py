@@ -16,7 +16,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 async def test_example_starts_with_every_model_ready(path: Path, demo_dir: Path) -> None:
-    config = load_config(path, environ={"SEAWALL_DEMO_DIR": str(demo_dir)})
+    environ = {"SEAWALL_DEMO_DIR": str(demo_dir), "SEAWALL_EXAMPLE_KEY": "example-key-0123456789"}
+    config = load_config(path, environ=environ)
     gateway = Gateway(assemble(config), config.server)
     await gateway.startup()
     try:

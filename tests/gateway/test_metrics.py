@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from seawall.assemble import Assembly
 from seawall.backends import MockBackend, ModelRepository, ServedModel
 from seawall.gateway.metrics import LATENCY_BUCKETS_S, UNKNOWN, GatewayMetrics
 
@@ -100,7 +101,7 @@ async def test_readiness_follows_the_repository_at_each_scrape() -> None:
         backend = MockBackend(name, load_error=error)
         repository.add(ServedModel(name, "1", backend, backend.infer))
     metrics = GatewayMetrics()
-    metrics.watch(repository)
+    metrics.watch(Assembly(repository))
 
     def ready(model: str, state: str) -> float | None:
         return _value(metrics, "seawall_model_ready", model=model, version="1", state=state)

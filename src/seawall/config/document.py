@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import PrivateAttr, field_validator, model_validator
 
 from seawall.config.base import Settings
 from seawall.config.models import ModelSettings
+from seawall.config.policies import (
+    AdmissionSettings,
+    AuthSettings,
+    ModelAlternativeSettings,
+    PolicySettings,
+    RateLimitsSettings,
+)
 from seawall.config.server import ServerSettings
 
 __all__ = ["SeawallConfig"]
@@ -18,6 +25,14 @@ class SeawallConfig(Settings):
 
     server: ServerSettings = ServerSettings()
     """HTTP server and lifecycle."""
+    auth: AuthSettings | None = None
+    """API keys (absent: inference needs no key)."""
+    admission: AdmissionSettings | None = None
+    """Global admission control and load shedding (absent: off)."""
+    ratelimit: RateLimitsSettings = RateLimitsSettings()
+    """Rate-limit storage, and the global and per-key buckets."""
+    policy_defaults: PolicySettings = PolicySettings()
+    """Policies every model gets unless its own `policies` section says otherwise."""
     models: list[ModelSettings] = []
     """Models served by the gateway."""
 
@@ -45,6 +60,37 @@ class SeawallConfig(Settings):
                     )
                 defaults[model.name] = i
         return models
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> SeawallConfig:
+        served = {(m.name, m.version) for m in self.models}
+        names = {m.name for m in self.models}
+        # As the repository decides: the version marked `default`, else the first listed.
+        default_version: dict[str, str] = {}
+        for m in self.models:
+            if m.default or m.name not in default_version:
+                default_version[m.name] = m.version
+        for i, model in enumerate(self.models):
+            fallback = self.policies_for(model).fallback
+            for j, alternative in enumerate(fallback.chain if fallback else ()):
+                if not isinstance(alternative, ModelAlternativeSettings):
+                    continue
+                where = f"models[{i}].policies.fallback.chain[{j}]"
+                target, version = alternative.model, alternative.version
+                if target not in names or (version and (target, version) not in served):
+                    wanted = f"{target!r} version {version!r}" if version else repr(target)
+                    raise ValueError(f"{where}: {wanted} is not a configured model")
+                if (target, version or default_version[target]) == (model.name, model.version):
+                    raise ValueError(f"{where}: model {model.name!r} falls back to itself")
+        key_names = {k.name for k in self.auth.keys} if self.auth else set()
+        unknown = sorted(set(self.ratelimit.keys) - key_names)
+        if unknown:
+            raise ValueError(f"ratelimit.keys: no API key named {', '.join(unknown)} in auth.keys")
+        return self
+
+    def policies_for(self, model: ModelSettings) -> PolicySettings:
+        """`model`'s policies: its own sections over `policy_defaults`."""
+        return model.policies.merged_over(self.policy_defaults)
 
     @property
     def base_dir(self) -> Path:

@@ -27,6 +27,7 @@ from seawall.errors import ConfigError
 __all__ = ["ENV_PREFIX", "load_config", "parse_config"]
 
 ENV_PREFIX = "SEAWALL_"
+_ALTERNATIVES = {"model", "python", "static", "cached"}
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -84,11 +85,11 @@ def _describe(error: Mapping[str, Any]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif i > 0 and loc[i - 1] == "backend" and part in BACKEND_KINDS:
+        elif _is_tag(loc, i):
             continue  # the discriminator tag pydantic inserts; not a field the user wrote
         else:
             parts.append(f".{part}" if parts else str(part))
-    where = "".join(parts) or "(top level)"
+    where = "".join(parts)
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; see `seawall config schema`)"
@@ -98,7 +99,16 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = f"`kind` is required: one of {', '.join(sorted(BACKEND_KINDS))}"
     elif error["type"] == "value_error":  # our own validators: drop pydantic's "Value error, "
         message = str(error.get("ctx", {}).get("error", message))
-    return f"{where}: {message}"
+        if not where:  # a whole-file check: its message starts with the path it is about
+            return message
+    return f"{where or '(top level)'}: {message}"
+
+
+def _is_tag(loc: list[Any], i: int) -> bool:
+    part = loc[i]
+    if i > 0 and loc[i - 1] == "backend":
+        return part in BACKEND_KINDS
+    return i > 1 and isinstance(loc[i - 1], int) and loc[i - 2] == "chain" and part in _ALTERNATIVES
 
 
 def _interpolate(node: Any, where: str, env: Mapping[str, str], problems: list[str]) -> Any:

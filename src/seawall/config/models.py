@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from seawall.config.base import NAME_PATTERN, Settings
+from seawall.config.policies import PolicySettings
 from seawall.types import Datatype
 
 __all__ = [
@@ -119,6 +120,8 @@ class ModelSettings(Settings):
     """Where the model runs."""
     validation: ValidationSettings = ValidationSettings()
     """Input validation."""
+    policies: PolicySettings = PolicySettings()
+    """Resilience policies; sections given here replace those of `policy_defaults`."""
 
     @field_validator("version", mode="before")
     @classmethod

@@ -7,10 +7,12 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from seawall.assemble import Assembly
 from seawall.backends import ModelRepository
 from seawall.clock import Clock, SystemClock
 from seawall.config import ServerSettings
 from seawall.errors import NotFoundError
+from seawall.gateway.admin import ADMIN_PATHS, admin_app
 from seawall.gateway.asgi import Message, Receive, Scope, Send, json_body, send_response
 from seawall.gateway.metrics import GatewayMetrics
 from seawall.gateway.oip import OipRoutes, error_response
@@ -32,6 +34,7 @@ _INDEX = json_body(
             "inference": "POST /v2/models/{model}[/versions/{version}]/infer",
             "model states": "GET /v2/repository/index",
             "metrics": "GET /metrics",
+            "admin API (admin key)": "/admin/... (schema: GET /openapi.json)",
         },
     }
 )
@@ -42,17 +45,19 @@ class Gateway:
 
     def __init__(
         self,
-        repository: ModelRepository,
+        models: Assembly | ModelRepository,
         settings: ServerSettings | None = None,
         *,
         metrics: GatewayMetrics | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.repository = repository
+        self.assembly = models if isinstance(models, Assembly) else Assembly(models)
+        self.repository = self.assembly.repository
         self.settings = settings or ServerSettings()
         self.clock = clock or SystemClock()
         self.metrics = metrics or GatewayMetrics()
-        self.metrics.watch(repository)
+        self.metrics.watch(self.assembly)
+        self._admin = admin_app(self.assembly)
         self.started = False
         self.draining = False
         self._oip = OipRoutes(self)
@@ -76,6 +81,8 @@ class Gateway:
         elif path == "/metrics":
             body = generate_latest(self.metrics.registry)
             await send_response(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
+        elif path.startswith(ADMIN_PATHS):
+            await self._admin(scope, receive, send)
         elif path == "/":
             await send_response(send, 200, _INDEX)
         else:
@@ -138,6 +145,7 @@ class Gateway:
         """Close every backend; called after in-flight requests have drained."""
         self.draining = True
         await self.repository.close_all()
+        await self.assembly.aclose()
         logger.info("gateway stopped")
 
     def drain(self) -> None:

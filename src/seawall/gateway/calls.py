@@ -13,7 +13,7 @@ from seawall.config import ServerSettings
 from seawall.context import CallContext, Priority
 from seawall.errors import InvalidInputError
 
-__all__ = ["PRIORITY_HEADER", "TIMEOUT_HEADER", "CallHeaders"]
+__all__ = ["PRIORITY_HEADER", "TIMEOUT_HEADER", "CallHeaders", "credentials_of"]
 
 TIMEOUT_HEADER = "x-seawall-timeout-ms"
 PRIORITY_HEADER = "x-seawall-priority"
@@ -40,7 +40,7 @@ class CallHeaders:
                 ctx.priority = Priority.parse(priority)
             except ValueError as exc:
                 raise InvalidInputError(PRIORITY_HEADER, str(exc)) from None
-        ctx.credentials = _credentials(headers)
+        ctx.credentials = credentials_of(headers)
 
     def _timeout_s(self, value: str | None) -> float | None:
         if value is None:
@@ -53,7 +53,8 @@ class CallHeaders:
         return min(int(text), self._max_ms) / 1000
 
 
-def _credentials(headers: dict[str, str]) -> str | None:
+def credentials_of(headers: dict[str, str]) -> str | None:
+    """The API key in `Authorization: Bearer` or `x-api-key` (lower-cased header names)."""
     authorization = headers.get("authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")

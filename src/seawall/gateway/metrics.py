@@ -8,7 +8,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from seawall.assemble import Assembly
 from seawall.backends import ModelRepository
+from seawall.context import Priority
+from seawall.policies import CircuitState
 
 __all__ = ["LATENCY_BUCKETS_S", "GatewayMetrics"]
 
@@ -49,9 +52,10 @@ class GatewayMetrics:
         self._histograms: dict[tuple[str, str], Histogram] = {}
         self._in_flight: dict[str, Gauge] = {}
 
-    def watch(self, repository: ModelRepository) -> None:
-        """Export `seawall_model_ready` from the repository's live state at each scrape."""
-        self.registry.register(_ReadinessCollector(repository))
+    def watch(self, assembly: Assembly) -> None:
+        """Export model readiness and policy state (breakers, bulkheads, admission) when scraped."""
+        self.registry.register(_ReadinessCollector(assembly.repository))
+        self.registry.register(_PolicyStateCollector(assembly))
 
     def in_flight_for(self, model: str) -> Gauge:
         """The in-flight gauge of `model` (cached: `labels()` is not free on the hot path)."""
@@ -89,3 +93,69 @@ class _ReadinessCollector(Collector):
                 [model.name, model.version, model.state.value], 1.0 if model.ready else 0.0
             )
         yield ready
+
+
+class _PolicyStateCollector(Collector):
+    """Breaker states, bulkhead and admission occupancy, read from the policies when scraped."""
+
+    def __init__(self, assembly: Assembly) -> None:
+        self._assembly = assembly
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._breakers()
+        yield from self._bulkheads()
+        yield from self._admission()
+
+    def _breakers(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "seawall_circuit_state",
+            "1 for the circuit breaker's current state (closed, open, half_open), else 0.",
+            labels=["target", "state", "mode"],
+        )
+        rate = GaugeMetricFamily(
+            "seawall_circuit_failure_rate",
+            "Failure share of the calls in the breaker's window.",
+            labels=["target"],
+        )
+        for target, breaker in self._assembly.breakers.items():
+            snapshot = breaker.snapshot()
+            for each in CircuitState:
+                value = 1.0 if snapshot.state is each else 0.0
+                state.add_metric([target, each.value, snapshot.mode.value], value)
+            rate.add_metric([target], snapshot.failure_rate)
+        yield state
+        yield rate
+
+    def _bulkheads(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "seawall_bulkhead_in_flight", "Calls running inside the bulkhead.", labels=["target"]
+        )
+        waiting = GaugeMetricFamily(
+            "seawall_bulkhead_waiting", "Calls waiting for a bulkhead slot.", labels=["target"]
+        )
+        for target, bulkhead in self._assembly.bulkheads.items():
+            snapshot = bulkhead.snapshot()
+            in_flight.add_metric([target], snapshot.in_flight)
+            waiting.add_metric([target], snapshot.waiting)
+        yield in_flight
+        yield waiting
+
+    def _admission(self) -> Iterator[Metric]:
+        admission = self._assembly.admission
+        if admission is None:
+            return
+        snapshot = admission.snapshot()
+        yield GaugeMetricFamily(
+            "seawall_admission_in_flight",
+            "Calls admitted and running, all models together.",
+            value=snapshot.in_flight,
+        )
+        waiting = GaugeMetricFamily(
+            "seawall_admission_waiting",
+            "Calls waiting to be admitted, by priority class.",
+            labels=["priority"],
+        )
+        names = [p.name.lower() for p in Priority]
+        for name, count in zip(names, snapshot.waiting_by_priority, strict=True):
+            waiting.add_metric([name], count)
+        yield waiting

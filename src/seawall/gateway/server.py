@@ -19,6 +19,8 @@ from seawall.assemble import assemble
 from seawall.config import SeawallConfig
 from seawall.gateway.app import Gateway
 from seawall.gateway.logs import configure_logging
+from seawall.gateway.metrics import GatewayMetrics
+from seawall.policies import PolicyTelemetry
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -61,7 +63,9 @@ def serve(config: SeawallConfig, *, host: str | None = None, port: int | None = 
     """Build the gateway from `config` and serve until a signal; the process's exit status."""
     settings = config.server
     configure_logging(settings.log_level, settings.log_format)
-    gateway = Gateway(assemble(config), settings)
+    metrics = GatewayMetrics()
+    telemetry = PolicyTelemetry(metrics.registry)
+    gateway = Gateway(assemble(config, on_event=telemetry), settings, metrics=metrics)
     uv_config = uvicorn.Config(
         gateway,
         host=host or settings.host,

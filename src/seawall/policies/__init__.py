@@ -1,5 +1,93 @@
 """Policies: one module per policy, each with `XOptions`, `XPolicy` and `XEvent` classes."""
 
+from seawall.policies.admission import AdmissionOptions, AdmissionPolicy, CallShed, ClassCapacity
+from seawall.policies.auth import ApiKey, AuthFailed, AuthOptions, AuthPolicy
+from seawall.policies.bucket import BucketStorage, MemoryBucketStorage, RedisBucketStorage
+from seawall.policies.bulkhead import BulkheadOptions, BulkheadPolicy, BulkheadRejected
+from seawall.policies.circuit import (
+    CircuitBreakerOptions,
+    CircuitBreakerPolicy,
+    CircuitClosed,
+    CircuitForced,
+    CircuitHalfOpened,
+    CircuitMode,
+    CircuitOpened,
+    CircuitRejected,
+    CircuitState,
+)
+from seawall.policies.fallback import (
+    FallbackOptions,
+    FallbackPolicy,
+    FallbackUsed,
+    FunctionAlternative,
+    ModelAlternative,
+    StaticAlternative,
+)
+from seawall.policies.fallback_cache import CachedAlternative, LastGoodCache
+from seawall.policies.hedge import HedgeOptions, HedgePolicy
+from seawall.policies.ratelimit import RateLimit, RateLimited, RateLimitOptions, RateLimitPolicy
+from seawall.policies.retry import (
+    RetryAttempted,
+    RetryBudget,
+    RetryBudgetOptions,
+    RetryOptions,
+    RetryPolicy,
+)
+from seawall.policies.telemetry import PolicyTelemetry
+from seawall.policies.timeout import CallTimedOut, TimeoutOptions, TimeoutPolicy
 from seawall.policies.validation import InputRejected, ValidationOptions, ValidationPolicy
+from seawall.policies.window import CountWindow, TimeWindow
 
-__all__ = ["InputRejected", "ValidationOptions", "ValidationPolicy"]
+__all__ = [
+    "AdmissionOptions",
+    "AdmissionPolicy",
+    "ApiKey",
+    "AuthFailed",
+    "AuthOptions",
+    "AuthPolicy",
+    "BucketStorage",
+    "BulkheadOptions",
+    "BulkheadPolicy",
+    "BulkheadRejected",
+    "CachedAlternative",
+    "CallShed",
+    "CallTimedOut",
+    "CircuitBreakerOptions",
+    "CircuitBreakerPolicy",
+    "CircuitClosed",
+    "CircuitForced",
+    "CircuitHalfOpened",
+    "CircuitMode",
+    "CircuitOpened",
+    "CircuitRejected",
+    "CircuitState",
+    "ClassCapacity",
+    "CountWindow",
+    "FallbackOptions",
+    "FallbackPolicy",
+    "FallbackUsed",
+    "FunctionAlternative",
+    "HedgeOptions",
+    "HedgePolicy",
+    "InputRejected",
+    "LastGoodCache",
+    "MemoryBucketStorage",
+    "ModelAlternative",
+    "PolicyTelemetry",
+    "RateLimit",
+    "RateLimitOptions",
+    "RateLimitPolicy",
+    "RateLimited",
+    "RedisBucketStorage",
+    "RetryAttempted",
+    "RetryBudget",
+    "RetryBudgetOptions",
+    "RetryOptions",
+    "RetryPolicy",
+    "StaticAlternative",
+    "TimeWindow",
+    "TimeoutOptions",
+    "TimeoutPolicy",
+    "ValidationOptions",
+    "ValidationPolicy",
+]

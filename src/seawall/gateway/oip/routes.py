@@ -48,6 +48,7 @@ logger = logging.getLogger("seawall.gateway")
 SERVER_NAME = "seawall"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 _ALLOWED = {"metadata": "GET", "ready": "GET", "infer": "POST"}
+SERVED_BY_HEADER = "x-seawall-served-by"
 _LIVE = json_body({"live": True})
 _CANCELLED = json_body({"error": "the gateway shut down before this request finished; retry"})
 
@@ -159,6 +160,7 @@ class OipRoutes:
             body = await read_body(receive, headers, self._limit)
             request = decode_infer_request(body, _json_length(headers), model.name, model.version)
             response = await model.handler(request, ctx)
+            ctx.response_headers.setdefault(SERVED_BY_HEADER, f"{model.name}:{model.version}")
             payload, content_type, json_length = encode_infer_response(response, request)
             if json_length is not None:
                 extra.append((b"inference-header-content-length", str(json_length).encode()))

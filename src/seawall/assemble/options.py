@@ -1,0 +1,267 @@
+"""Config sections to policy options: units converted, kinds resolved, errors given a path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+
+from seawall.backends.inprocess.callable import resolve
+from seawall.clock import Clock
+from seawall.config import SeawallConfig
+from seawall.config.policies import (
+    AdmissionSettings,
+    ApiKeySettings,
+    BulkheadSettings,
+    CachedAlternativeSettings,
+    CircuitBreakerSettings,
+    FallbackSettings,
+    FunctionAlternativeSettings,
+    HedgeSettings,
+    ModelAlternativeSettings,
+    RateLimitSettings,
+    RateLimitsSettings,
+    RetrySettings,
+    StaticAlternativeSettings,
+    TimeoutSettings,
+)
+from seawall.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BadResponseError,
+    CircuitOpenError,
+    ConfigError,
+    ModelExecutionError,
+    ModelNotReadyError,
+    OverloadedError,
+    RateLimitedError,
+)
+from seawall.pipeline import EventSink, Handler
+from seawall.policies import (
+    AdmissionOptions,
+    AdmissionPolicy,
+    ApiKey,
+    BucketStorage,
+    BulkheadOptions,
+    CachedAlternative,
+    CircuitBreakerOptions,
+    ClassCapacity,
+    CountWindow,
+    FallbackOptions,
+    FunctionAlternative,
+    HedgeOptions,
+    LastGoodCache,
+    MemoryBucketStorage,
+    ModelAlternative,
+    RateLimit,
+    RateLimitOptions,
+    RedisBucketStorage,
+    RetryBudgetOptions,
+    RetryOptions,
+    StaticAlternative,
+    TimeoutOptions,
+    TimeWindow,
+)
+from seawall.policies.fallback import Alternative
+from seawall.types import InferenceRequest, InferenceResponse
+
+__all__ = ["ERROR_CODES", "SharedParts", "at"]
+
+#: Error codes that config names (fallback `on`), and the classes they stand for.
+ERROR_CODES: dict[str, type[Exception]] = {
+    "timeout": BackendTimeoutError,
+    "unavailable": BackendUnavailableError,
+    "bad_response": BadResponseError,
+    "backend_error": BackendError,
+    "model_error": ModelExecutionError,
+    "circuit_open": CircuitOpenError,
+    "overloaded": OverloadedError,
+    "model_not_ready": ModelNotReadyError,
+    "rate_limited": RateLimitedError,
+}
+
+
+@contextmanager
+def at(where: str) -> Iterator[None]:
+    """Report an options object's `ValueError` (or a `ConfigError`) at the section's path."""
+    try:
+        yield
+    except (ValueError, ConfigError) as exc:  # ConfigError: an import of a python alternative
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _s(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
+
+
+def timeout(settings: TimeoutSettings | None) -> TimeoutOptions:
+    return TimeoutOptions(timeout_s=_s(settings.timeout_ms) if settings else None)
+
+
+def retry(settings: RetrySettings) -> RetryOptions:
+    budget = settings.budget
+    return RetryOptions(
+        attempts=settings.attempts,
+        base_delay_s=settings.base_delay_ms / 1000.0,
+        multiplier=settings.multiplier,
+        max_delay_s=settings.max_delay_ms / 1000.0,
+        budget=None
+        if budget is None
+        else RetryBudgetOptions(
+            ratio=budget.ratio, window_s=budget.window_s, min_per_s=budget.min_per_s
+        ),
+    )
+
+
+def circuit_breaker(settings: CircuitBreakerSettings) -> CircuitBreakerOptions:
+    window = settings.window
+    return CircuitBreakerOptions(
+        window=CountWindow(window.size) if window.kind == "count" else TimeWindow(window.size),
+        minimum_calls=settings.minimum_calls,
+        failure_rate_threshold=settings.failure_rate,
+        slow_call_rate_threshold=settings.slow_call_rate,
+        slow_call_duration_s=_s(settings.slow_call_ms),
+        consecutive_failures=settings.consecutive_failures,
+        open_duration_s=settings.open_s,
+        backoff_multiplier=settings.backoff_multiplier,
+        max_open_duration_s=settings.max_open_s,
+        half_open_max_calls=settings.half_open_calls,
+    )
+
+
+def bulkhead(settings: BulkheadSettings) -> BulkheadOptions:
+    return BulkheadOptions(
+        max_concurrent=settings.max_concurrent,
+        max_queue=settings.max_queue,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+    )
+
+
+def hedge(settings: HedgeSettings) -> HedgeOptions:
+    return HedgeOptions(
+        delay_s=_s(settings.delay_ms),
+        max_hedges=settings.max_hedges,
+        quantile=settings.quantile,
+        min_delay_s=settings.min_delay_ms / 1000.0,
+        initial_delay_s=settings.initial_delay_ms / 1000.0,
+    )
+
+
+def fallback(settings: FallbackSettings) -> FallbackOptions:
+    return FallbackOptions(
+        max_hops=settings.max_hops,
+        triggers=tuple(ERROR_CODES[code] for code in settings.triggers),
+        ignored=() if "model_error" in settings.triggers else (ModelExecutionError,),
+    )
+
+
+def alternatives(
+    settings: FallbackSettings,
+    handler: Callable[[str, str | None], Handler[InferenceRequest, InferenceResponse]],
+    config: SeawallConfig,
+    clock: Clock,
+) -> list[Alternative]:
+    """The fallback chain's alternatives, in order."""
+    built: list[Alternative] = []
+    for item in settings.chain:
+        if isinstance(item, ModelAlternativeSettings):
+            name = item.model if item.version is None else f"{item.model}:{item.version}"
+            target = handler(item.model, item.version)
+            built.append(ModelAlternative(name, target, item.model, item.version))
+        elif isinstance(item, FunctionAlternativeSettings):
+            path = config.resolve_path(item.search_path) if item.search_path else None
+            fn = resolve(item.python, path)
+            if not callable(fn):
+                raise ConfigError(f"python: {item.python!r} is not callable")
+            built.append(FunctionAlternative(item.name or item.python, fn))
+        elif isinstance(item, StaticAlternativeSettings):
+            outputs = {o.name: np.asarray(o.data) for o in item.static}
+            types = {o.name: o.datatype for o in item.static if o.datatype is not None}
+            built.append(StaticAlternative(outputs, datatypes=types, name=item.name))
+        elif isinstance(item, CachedAlternativeSettings):
+            cache = LastGoodCache(item.max_entries, ttl_s=item.ttl_s, clock=clock)
+            built.append(CachedAlternative(cache))
+    return built
+
+
+def _limit(settings: RateLimitSettings | None) -> RateLimit | None:
+    return None if settings is None else RateLimit(settings.rate_per_s, settings.burst)
+
+
+def rate_limits(
+    shared: RateLimitsSettings, model: RateLimitSettings | None
+) -> RateLimitOptions | None:
+    """The rate-limit options of one model, or None when no bucket applies to it."""
+    key_limits = {name: RateLimit(s.rate_per_s, s.burst) for name, s in shared.keys.items()}
+    if shared.global_limit is None and shared.per_key is None and not key_limits and not model:
+        return None
+    return RateLimitOptions(
+        key_limit=_limit(shared.per_key),
+        model_limit=_limit(model),
+        global_limit=_limit(shared.global_limit),
+        key_limits=key_limits or None,
+        on_storage_error=shared.on_storage_error,  # type: ignore[arg-type]
+    )
+
+
+def api_key(settings: ApiKeySettings) -> ApiKey:
+    roles = frozenset(settings.roles)
+    models = frozenset(settings.models) if settings.models is not None else None
+    expires = settings.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)  # a time without a zone is UTC, not the host's
+    expires_at = expires.timestamp() if expires is not None else None
+    if settings.key is not None:
+        return ApiKey.from_plaintext(
+            settings.name, settings.key, roles=roles, models=models, expires_at=expires_at
+        )
+    assert settings.key_sha256 is not None  # the settings validator guarantees one of the two
+    return ApiKey(settings.name, settings.key_sha256, roles, models, expires_at)
+
+
+def admission(settings: AdmissionSettings) -> AdmissionOptions:
+    return AdmissionOptions(
+        max_in_flight=settings.max_in_flight,
+        max_queue=settings.max_queue,
+        target_queue_delay_s=settings.target_queue_delay_ms / 1000.0,
+        max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+        class_capacity=ClassCapacity(**settings.class_capacity),
+    )
+
+
+@dataclass
+class SharedParts:
+    """What every model's pipeline shares: API keys, admission control, rate-limit storage."""
+
+    api_keys: tuple[ApiKey, ...]
+    admission: AdmissionPolicy[Any, Any] | None
+    storage: BucketStorage
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: SeawallConfig, clock: Clock, on_event: EventSink) -> SharedParts:
+        with at("auth.keys"):
+            keys = tuple(api_key(k) for k in config.auth.keys) if config.auth else ()
+        gate: AdmissionPolicy[Any, Any] | None = None
+        if config.admission is not None:
+            with at("admission"):
+                gate = AdmissionPolicy(
+                    admission(config.admission), clock=clock, on_event=on_event, target="gateway"
+                )
+        limits = config.ratelimit
+        closers: list[Callable[[], Any]] = []
+        storage: BucketStorage
+        if limits.storage == "redis":
+            redis = RedisBucketStorage.from_url(
+                limits.redis_url, timeout_s=limits.redis_timeout_ms / 1000.0, clock=clock
+            )
+            closers.append(redis.aclose)
+            storage = redis
+        else:
+            storage = MemoryBucketStorage(clock=clock)
+        return cls(keys, gate, storage, closers)
