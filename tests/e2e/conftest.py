@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from unittest import mock
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 # kserve parses sys.argv when imported (kserve/model_server.py: `parser.parse_known_args()`), so
@@ -38,6 +40,10 @@ with mock.patch.object(sys, "argv", sys.argv[:1]):
 EXIT_TIMEOUT_S = 20.0
 #: Longest any single HTTP call of the e2e tests may take.
 HTTP_TIMEOUT_S = 15.0
+#: The Redis that gateways share in the shared-limit tests (written into their config files).
+REDIS_URL = os.environ.get("SEAWALL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Every Redis key the gateway's rate limiter writes starts with this (it is not configurable).
+RATELIMIT_PREFIX = "seawall:rl:"
 
 
 def free_port() -> int:
@@ -236,3 +242,43 @@ def launch_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
 def seawall_cli() -> RunSeawall:
     """`seawall_cli("config", "check", FILE)` runs `python -m seawall ...` in a subprocess."""
     return run_seawall
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis's URL; skips the test when Redis is down, but fails it on CI."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if _on_ci():
+            pytest.fail(f"{reason} (CI must run the Redis tests)")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_model(redis_url: str) -> Iterator[str]:
+    """A model name of this test's own (`m-<hex>`), so its rate-limit keys are its own too.
+
+    The gateway's key prefix is fixed, so the name is what keeps concurrent runs apart; the
+    keys that contain it are deleted after the test.
+    """
+    token = uuid.uuid4().hex
+    try:
+        yield f"m-{token}"
+    finally:
+        client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        try:
+            keys = list(client.scan_iter(match=f"{RATELIMIT_PREFIX}*{token}*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
