@@ -259,6 +259,14 @@ models:
         base_delay_ms: 1
         max_delay_ms: 5
         budget: {ratio: 0.2, window_s: 10, min_per_s: 1}
+  - name: strict
+    backend: {kind: mock, error_rate: 1.0, seed: 1}
+    policies:
+      retry:
+        attempts: 3
+        base_delay_ms: 1
+        max_delay_ms: 5
+        budget: {ratio: 0.2, window_s: 10, min_per_s: 0}
   - name: unbudgeted
     backend: {kind: mock, error_rate: 1.0, seed: 1}
     policies:
@@ -307,6 +315,13 @@ def test_retry_budget_keeps_amplification_under_one_plus_ratio_in_a_full_outage(
     assert retries >= 0.75 * BUDGET_RATIO * RETRY_REQUESTS
     assert events(gateway, "RetryBudgetExhausted", "m:1") > 0
 
+    # With no minimum rate there is no reserve: the load is at most (1 + ratio) x requests.
+    strict = send_all(gateway.url, "strict", RETRY_REQUESTS, clients=RETRY_CLIENTS)
+    assert_all_unavailable(strict)
+    strict_ratio = backend_calls(strict) / len(strict)
+    assert strict_ratio <= 1 + BUDGET_RATIO
+    assert strict_ratio >= 1 + 0.75 * BUDGET_RATIO
+
     unbudgeted = send_all(gateway.url, "unbudgeted", RETRY_REQUESTS // 2, clients=RETRY_CLIENTS)
     assert_all_unavailable(unbudgeted)
     unbudgeted_ratio = backend_calls(unbudgeted) / len(unbudgeted)
@@ -316,6 +331,7 @@ def test_retry_budget_keeps_amplification_under_one_plus_ratio_in_a_full_outage(
         record_property,
         retry_amplification=round(ratio, 4),
         retry_amplification_bound=round(bound, 4),
+        retry_amplification_without_minimum=round(strict_ratio, 4),
         retry_run_s=round(elapsed_s, 2),
         retry_amplification_unbudgeted=unbudgeted_ratio,
     )
