@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -36,7 +38,7 @@ async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def starlette_app() -> Starlette:
     """seawall's decode, pipeline and encode, routed by Starlette instead of plain ASGI."""
-    repository = assemble(parse_config(CONFIG, environ={}))
+    repository = assemble(parse_config(CONFIG, environ={})).repository
 
     async def infer(request: Request) -> Response:
         ctx = CallContext.new(request.headers.get("x-request-id"))
@@ -52,7 +54,8 @@ def starlette_app() -> Starlette:
             return Response(payload, status, media_type="application/json")
         return Response(body, 200, media_type=content_type.decode())
 
-    async def lifespan(app: Starlette) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await repository.load_all()
         yield
         await repository.close_all()
