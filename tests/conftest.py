@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from seawall.assemble import assemble
 from seawall.cli.demo import write_demo
@@ -17,6 +18,26 @@ from seawall.gateway import Gateway
 
 #: True on CI: tests that need PostgreSQL or Redis fail instead of skipping when they are missing.
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+#: The Redis the tests use; each suite picks its database (policies: 15, gateways: 0).
+REDIS_SERVER = os.environ.get("SEAWALL_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The test Redis (`redis://host:port`, no database); skips when it is down, fails on CI."""
+    client = redis.Redis.from_url(REDIS_SERVER, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis is not reachable at {REDIS_SERVER}: {exc}"
+        if ON_CI:
+            pytest.fail(f"{reason} (CI must run the Redis tests)")
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_SERVER
 
 
 def free_port() -> int:
