@@ -12,10 +12,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seawall.assemble import assemble
+from seawall.backends.oip import decode_infer_request, encode_infer_response
 from seawall.config import parse_config
 from seawall.context import CallContext
 from seawall.errors import SeawallError
-from seawall.gateway.oip import decode_infer_request, encode_infer_response, error_response
+from seawall.gateway.oip import error_response
 
 CONFIG = "models: [{name: echo, backend: {kind: mock}}]"
 FIXED = (

@@ -16,7 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 async def test_example_starts_with_every_model_ready(path: Path, demo_dir: Path) -> None:
-    environ = {"SEAWALL_DEMO_DIR": str(demo_dir), "SEAWALL_EXAMPLE_KEY": "example-key-0123456789"}
+    environ = {
+        "SEAWALL_DEMO_DIR": str(demo_dir),
+        "SEAWALL_EXAMPLE_KEY": "example-key-0123456789",
+        "PRIMARY_BASE_URL": "http://127.0.0.1:9/v1",
+        "SECONDARY_BASE_URL": "http://127.0.0.1:10/v1",
+    }
     config = load_config(path, environ=environ)
     gateway = Gateway(assemble(config), config.server)
     await gateway.startup()

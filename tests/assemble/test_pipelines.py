@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from aiohttp import web
 
 from seawall.assemble import Assembly, assemble
 from seawall.backends import (
@@ -20,6 +23,11 @@ from seawall.backends import (
     OnnxBackend,
     SklearnBackend,
 )
+from seawall.backends.balancer import LeastOutstanding, RoundRobin, WeightedRoundRobin
+from seawall.backends.http import HttpOptions
+from seawall.backends.oip import OipBackend
+from seawall.backends.outlier import OutlierOptions
+from seawall.backends.pool import EndpointLoadFailed, EndpointPool, HealthCheckOptions
 from seawall.clock import FakeClock
 from seawall.config import SeawallConfig, parse_config
 from seawall.context import CallContext
@@ -659,3 +667,179 @@ models: [{name: a, backend: {kind: mock}}]
     await assembly.aclose()
     assert closed == ["redis"]
     assert isinstance(getattr(close, "__self__", None), RedisBucketStorage)
+
+
+# --- kind: oip -------------------------------------------------------------------------------
+
+REMOTE = """
+models:
+  - name: iris
+    version: 2
+    backend:
+      kind: oip
+      endpoints:
+        - {{url: "{first}", weight: 3}}
+        - {{url: "{second}"}}
+      balancer: weighted
+      binary: true
+      http:
+        connect_timeout_ms: 250
+        first_byte_timeout_ms: 4000
+        idle_read_timeout_ms: 1500
+        total_timeout_ms: 9000
+        max_connections: 7
+        keepalive_s: 12
+        ca_file: certs/ca.pem
+        headers: {{x-api-key: k}}
+      health_check: {{interval_s: 2, timeout_ms: 300, unhealthy_threshold: 4, healthy_threshold: 1}}
+      outlier: {{consecutive_5xx: 2, base_ejection_s: 5, max_ejection_s: 50}}
+"""
+
+
+def remote(tmp_path: Path, first: str, second: str) -> SeawallConfig:
+    (tmp_path / "certs").mkdir(exist_ok=True)
+    (tmp_path / "certs" / "ca.pem").write_text("not read before the first call")
+    return config(REMOTE.format(first=first, second=second), tmp_path)
+
+
+def oip_pool(assembly: Assembly, name: str) -> EndpointPool:
+    pool = assembly.repository.get(name).backend
+    assert isinstance(pool, EndpointPool)
+    return pool
+
+
+def test_an_oip_model_is_a_pool_of_oip_backends_with_its_settings(tmp_path: Path) -> None:
+    pool = oip_pool(assemble(remote(tmp_path, "http://a:8000", "https://b:8443/")), "iris")
+    assert pool.name == "pool[oip:http://a:8000/iris, oip:https://b:8443/iris]"
+    assert pool.weights == (3, 1)
+    assert isinstance(pool.balancer, WeightedRoundRobin)
+    backends = pool.endpoints
+    assert all(isinstance(b, OipBackend) for b in backends)
+    first = backends[0]
+    assert isinstance(first, OipBackend)
+    assert (first.model, first.version, first.binary) == ("iris", None, True)
+    assert first.upstream.options == HttpOptions(
+        connect_timeout_s=0.25,
+        first_byte_timeout_s=4.0,
+        idle_read_timeout_s=1.5,
+        total_timeout_s=9.0,
+        max_connections=7,
+        keepalive_s=12.0,
+        ca_file=str(tmp_path / "certs" / "ca.pem"),
+        headers={"x-api-key": "k"},
+    )
+    assert pool.health_options == HealthCheckOptions(
+        interval_s=2.0, timeout_s=0.3, unhealthy_threshold=4, healthy_threshold=1
+    )
+    assert pool.detector.options == OutlierOptions(
+        consecutive_5xx=2, base_ejection_time_s=5.0, max_ejection_time_s=50.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("balancer", "kind"),
+    [("round_robin", RoundRobin), ("least_outstanding", LeastOutstanding)],
+)
+def test_an_oip_model_names_its_upstream_model_and_balancer(
+    tmp_path: Path, balancer: str, kind: type
+) -> None:
+    text = f"""
+models:
+  - name: front
+    backend:
+      kind: oip
+      model: back
+      version: "3"
+      balancer: {balancer}
+      endpoints: [{{url: "http://a:1"}}]
+      health_check: null
+      outlier: null
+"""
+    pool = oip_pool(assemble(config(text, tmp_path)), "front")
+    assert isinstance(pool.balancer, kind)
+    (backend,) = pool.endpoints
+    assert isinstance(backend, OipBackend)
+    assert backend.name == "oip:http://a:1/back/versions/3"
+    assert pool.health_options is None
+    assert pool.detector.options.max_ejection_percent == 0  # never ejects
+
+
+def test_a_missing_tls_file_fails_at_assembly_with_its_path(tmp_path: Path) -> None:
+    text = REMOTE.format(first="http://a:8000", second="http://b:8000")
+    with pytest.raises(ConfigError) as raised:
+        assemble(config(text, tmp_path))
+    missing = tmp_path / "certs" / "ca.pem"
+    assert str(raised.value) == f"models[0].backend: http: no such file {str(missing)!r}"
+
+
+async def test_oip_pool_events_go_to_the_sink_as_model_version(tmp_path: Path) -> None:
+    down = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    events: list[object] = []
+    text = REMOTE.format(first=down[0], second=down[1]).replace("ca_file: certs/ca.pem", "")
+    assembly = assemble(config(text, tmp_path), on_event=events.append)
+    await assembly.repository.load_all()
+    try:
+        model = assembly.repository.get("iris")
+        assert model.state is ModelState.FAILED
+        assert f"oip:{down[0]}/iris: cannot read the model's metadata" in model.reason
+        assert [(e.target, e.endpoint) for e in events if isinstance(e, EndpointLoadFailed)] == [
+            ("iris:2", f"oip:{down[0]}/iris"),
+            ("iris:2", f"oip:{down[1]}/iris"),
+        ]
+    finally:
+        await assembly.repository.close_all()
+
+
+async def test_an_oip_model_serves_through_its_pipeline(tmp_path: Path) -> None:
+    calls: list[bytes] = []
+    runner = await metadata_and_echo_upstream(calls)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    text = f"""
+models:
+  - name: front
+    backend: {{kind: oip, model: iris, endpoints: [{{url: "{url}"}}], health_check: null}}
+"""
+    assembly = assemble(config(text, tmp_path))
+    await assembly.repository.load_all()
+    try:
+        model = assembly.repository.get("front")
+        assert model.state is ModelState.READY, model.reason
+        assert model.metadata().inputs[0].shape == (-1, 4)
+        with pytest.raises(InvalidInputError, match="takes shape \\[-1, 4\\], got \\[1, 3\\]"):
+            await call(assembly.repository, request("front", [[1.0, 2.0, 3.0]]))
+        assert calls == []  # validated against the upstream's metadata, here
+        response = await call(assembly.repository, request("front", SETOSA, np.float64))
+        assert response.outputs[0].data.tolist() == SETOSA
+        assert len(calls) == 1
+    finally:
+        await assembly.repository.close_all()
+        await runner.cleanup()
+
+
+async def metadata_and_echo_upstream(calls: list[bytes]) -> web.AppRunner:
+    """An OIP server of one model, `iris` (FP64 [-1, 4] in and out), echoing its input."""
+    spec = {"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}
+    metadata = {"name": "iris", "platform": "x", "inputs": [spec], "outputs": [spec]}
+
+    async def infer(http: web.Request) -> web.Response:
+        calls.append(await http.read())
+        document = orjson.loads(calls[-1])
+        return web.json_response({"model_name": "iris", "outputs": document["inputs"]})
+
+    async def describe(http: web.Request) -> web.Response:
+        return web.json_response(metadata)
+
+    app = web.Application()
+    app.router.add_get("/v2/models/iris", describe)
+    app.router.add_post("/v2/models/iris/infer", infer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -92,6 +92,27 @@ def test_five_consecutive_failures_eject_for_the_base_time() -> None:
     assert events[1:] == [EndpointReturned("iris:1", "e1", 1, 30.0)]
 
 
+def test_an_ejected_endpoint_can_be_returned_early() -> None:
+    clock = FakeClock()
+    events: list[object] = []
+    d = detector(4, clock, events)
+    assert d.return_early(1) is False  # in service: nothing to do
+    fail(d, 1, 5)
+    clock.advance(12.0)
+    assert d.return_early(1) is True
+    assert not d.is_ejected(1)
+    assert d.ejected_total == 0
+    assert d.consecutive_failures(1) == 0
+    assert events[1:] == [EndpointReturned("iris:1", "e1", 1, 12.0)]
+    fail(d, 1, 5)  # ejected again at once: the second ejection lasts twice as long
+    assert last_ejection_s(events) == 60.0
+    clock.advance(30.0)  # past its first ejection's end: that one no longer counts
+    assert d.is_ejected(1)
+    clock.advance(30.0)
+    assert not d.is_ejected(1)
+    assert [type(e).__name__ for e in events].count("EndpointReturned") == 2
+
+
 def test_a_success_resets_the_count() -> None:
     d = detector(4, FakeClock())
     fail(d, 0, 4)

@@ -210,9 +210,20 @@ async def test_index_lists_the_endpoints(client: httpx.AsyncClient) -> None:
     )
     assert document["endpoints"]["metrics"] == "GET /metrics"
     assert document["endpoints"]["readiness"] == "GET /v2/health/ready"
+    assert document["endpoints"]["OpenAI chat"] == "POST /v1/chat/completions"
+    assert document["endpoints"]["OpenAI models"] == "GET /v1/models[/{model}]"
 
 
-@pytest.mark.parametrize("path", ["/nope", "/v1/models", "/v2x", "/metrics/x"])
+async def test_v1_paths_go_to_the_openai_routes(client: httpx.AsyncClient) -> None:
+    models = await client.get("/v1/models")
+    assert models.status_code == 200
+    assert models.json() == {"object": "list", "data": []}  # no LLM model group configured
+    unknown = await client.get("/v1")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["type"] == "invalid_request_error"  # OpenAI's error shape
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v1x", "/v2x", "/metrics/x"])
 async def test_unknown_path_is_a_json_404(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 404

@@ -9,6 +9,7 @@ import pytest
 from seawall.assemble import Assembly
 from seawall.backends import MockBackend, ModelRepository, ServedModel
 from seawall.gateway.metrics import LATENCY_BUCKETS_S, UNKNOWN, GatewayMetrics
+from seawall.types import Usage
 
 
 def _value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:
@@ -68,6 +69,18 @@ def test_observe_looks_up_each_labelled_child_once(monkeypatch: pytest.MonkeyPat
     ]
     assert _value(metrics, "seawall_requests_total", model="iris", version="1", status="200") == 4
     assert _value(metrics, "seawall_request_duration_seconds_count", model="iris", version="1") == 8
+
+
+def test_llm_tokens_are_counted_by_group_and_kind() -> None:
+    metrics = GatewayMetrics()
+    metrics.count_tokens("chat", Usage(7, 3))
+    metrics.count_tokens("chat", Usage(5, 0, estimated=True))
+    metrics.count_tokens("embed", Usage(4, 0))
+    metrics.count_tokens("embed", Usage(-2, -9))  # a provider's nonsense is not counted
+    assert _value(metrics, "seawall_llm_tokens_total", model="chat", kind="prompt") == 12
+    assert _value(metrics, "seawall_llm_tokens_total", model="chat", kind="completion") == 3
+    assert _value(metrics, "seawall_llm_tokens_total", model="embed", kind="prompt") == 4
+    assert _value(metrics, "seawall_llm_tokens_total", model="embed", kind="completion") is None
 
 
 def test_in_flight_gauge_is_cached_per_model() -> None:

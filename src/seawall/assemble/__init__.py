@@ -4,6 +4,7 @@ Every backend kind and policy kind named in config is resolved here, once, at st
 rest of seawall receives built objects and never switches on strings.
 """
 
-from seawall.assemble.pipelines import Assembly, assemble, build_backend
+from seawall.assemble.parts import Assembly
+from seawall.assemble.pipelines import assemble, build_backend
 
 __all__ = ["Assembly", "assemble", "build_backend"]

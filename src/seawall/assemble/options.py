@@ -25,6 +25,7 @@ from seawall.config.policies import (
     ModelAlternativeSettings,
     RateLimitSettings,
     RateLimitsSettings,
+    RetryBudgetSettings,
     RetrySettings,
     StaticAlternativeSettings,
     TimeoutSettings,
@@ -103,6 +104,12 @@ def timeout(settings: TimeoutSettings | None) -> TimeoutOptions:
     return TimeoutOptions(timeout_s=_s(settings.timeout_ms) if settings else None)
 
 
+def retry_budget(settings: RetryBudgetSettings) -> RetryBudgetOptions:
+    return RetryBudgetOptions(
+        ratio=settings.ratio, window_s=settings.window_s, min_per_s=settings.min_per_s
+    )
+
+
 def retry(settings: RetrySettings) -> RetryOptions:
     budget = settings.budget
     return RetryOptions(
@@ -110,11 +117,7 @@ def retry(settings: RetrySettings) -> RetryOptions:
         base_delay_s=settings.base_delay_ms / 1000.0,
         multiplier=settings.multiplier,
         max_delay_s=settings.max_delay_ms / 1000.0,
-        budget=None
-        if budget is None
-        else RetryBudgetOptions(
-            ratio=budget.ratio, window_s=budget.window_s, min_per_s=budget.min_per_s
-        ),
+        budget=None if budget is None else retry_budget(budget),
     )
 
 

@@ -11,11 +11,12 @@ model's bulkhead and breaker see the traffic, and fallbacks never chain into eac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from seawall.assemble import options as build
+from seawall.assemble.llm import assemble_llm
+from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
 from seawall.backends import (
     Backend,
     CallableBackend,
@@ -27,6 +28,12 @@ from seawall.backends import (
     ServedModel,
     SklearnBackend,
 )
+from seawall.backends.balancer import Balancer, LeastOutstanding, RoundRobin, WeightedRoundRobin
+from seawall.backends.http import HttpOptions, HttpUpstream
+from seawall.backends.oip import OipBackend
+from seawall.backends.oip.backend import DEFAULT_HEALTH_TIMEOUT_S
+from seawall.backends.outlier import OutlierOptions
+from seawall.backends.pool import Endpoint, EndpointPool, HealthCheckOptions
 from seawall.clock import Clock, SystemClock
 from seawall.config import (
     BackendSettings,
@@ -38,48 +45,20 @@ from seawall.config import (
     SklearnBackendSettings,
     TensorSpecSettings,
 )
+from seawall.config.models import OipBackendSettings
 from seawall.config.policies import PolicySettings
 from seawall.errors import BackendUnavailableError, ConfigError
-from seawall.pipeline import EventSink, Handler, Pipeline, Policy, discard
+from seawall.pipeline import EventSink, Handler, Pipeline, discard
 from seawall.policies import (
-    AdmissionPolicy,
-    ApiKey,
-    AuthPolicy,
-    BulkheadPolicy,
-    CircuitBreakerPolicy,
     FallbackPolicy,
-    HedgePolicy,
-    RateLimitPolicy,
-    RetryPolicy,
-    TimeoutPolicy,
     ValidationOptions,
     ValidationPolicy,
 )
 from seawall.types import InferenceRequest, InferenceResponse, TensorSpec
 
-__all__ = ["Assembly", "assemble", "build_backend"]
+__all__ = ["assemble", "build_backend"]
 
-InferencePolicy = Policy[InferenceRequest, InferenceResponse]
 InferenceHandler = Handler[InferenceRequest, InferenceResponse]
-
-
-@dataclass
-class Assembly:
-    """Everything built from one config: the models, and the shared parts the admin API drives."""
-
-    repository: ModelRepository
-    #: Circuit breakers by "model:version", for the admin API and metrics.
-    breakers: dict[str, CircuitBreakerPolicy[Any, Any]] = field(default_factory=dict)
-    #: Bulkheads by "model:version", for metrics.
-    bulkheads: dict[str, BulkheadPolicy[Any, Any]] = field(default_factory=dict)
-    admission: AdmissionPolicy[Any, Any] | None = None
-    api_keys: tuple[ApiKey, ...] = ()
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    async def aclose(self) -> None:
-        """Close shared clients (the Redis connection of the rate limiter)."""
-        for close in self.closers:
-            await close()
 
 
 @dataclass
@@ -104,6 +83,7 @@ def assemble(
         admission=shared.admission,
         api_keys=shared.api_keys,
         closers=shared.closers,
+        shared=shared,
     )
     models = [_model(i, s, config, assembly, clock, on_event) for i, s in enumerate(config.models)]
     for model in models:
@@ -113,11 +93,12 @@ def assemble(
         )
     inner = {(m.settings.name, m.settings.version): m.inner for m in models}
     for i, model in enumerate(models):
-        front = _front(model, config, shared, clock, on_event)
+        front = front_policies(model.label, model.policies, config, shared, clock, on_event)
         fallback = _fallback(i, model, config, assembly.repository, inner, clock, on_event)
         policies = [*front, model.validation, *fallback, *model.core]
         served = assembly.repository.get(model.settings.name, model.settings.version)
         served.handler = Pipeline(policies, model.backend.infer, name=model.label)
+    assemble_llm(config, assembly, clock=clock, on_event=on_event)
     return assembly
 
 
@@ -130,74 +111,17 @@ def _model(
     on_event: EventSink,
 ) -> _Model:
     label = f"{settings.name}:{settings.version}"
-    backend = build_backend(settings, config, clock)
+    with build.at(f"models[{index}].backend"):
+        backend = build_backend(settings, config, clock, on_event)
     policies = config.policies_for(settings)
     validation = ValidationPolicy(
         backend.metadata,
         ValidationOptions(convert_datatypes=settings.validation.convert_datatypes),
         on_event=on_event,
     )
-    core = _core(f"models[{index}].policies", policies, assembly, label, clock, on_event)
+    core = core_policies(f"models[{index}].policies", policies, assembly, label, clock, on_event)
     inner = Pipeline([validation, *core], backend.infer, name=f"{label} (inner)")
     return _Model(settings, label, backend, policies, validation, core, inner)
-
-
-def _core(
-    where: str,
-    policies: PolicySettings,
-    assembly: Assembly,
-    label: str,
-    clock: Clock,
-    on_event: EventSink,
-) -> list[InferencePolicy]:
-    """bulkhead → circuit breaker → retry → hedge → timeout, as configured."""
-    kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": label}
-    core: list[InferencePolicy] = []
-    if policies.bulkhead is not None:
-        with build.at(f"{where}.bulkhead"):
-            bulkhead: BulkheadPolicy[Any, Any] = BulkheadPolicy(
-                build.bulkhead(policies.bulkhead), **kw
-            )
-        assembly.bulkheads[label] = bulkhead
-        core.append(bulkhead)
-    if policies.circuit_breaker is not None:
-        with build.at(f"{where}.circuit_breaker"):
-            breaker: CircuitBreakerPolicy[Any, Any] = CircuitBreakerPolicy(
-                build.circuit_breaker(policies.circuit_breaker), **kw
-            )
-        assembly.breakers[label] = breaker
-        core.append(breaker)
-    if policies.retry is not None:
-        with build.at(f"{where}.retry"):
-            core.append(RetryPolicy(build.retry(policies.retry), **kw))
-    if policies.hedge is not None:
-        with build.at(f"{where}.hedge"):
-            core.append(HedgePolicy(build.hedge(policies.hedge), **kw))
-    # Always last: even without a per-call timeout, the request's deadline is enforced.
-    with build.at(f"{where}.timeout"):
-        core.append(TimeoutPolicy(build.timeout(policies.timeout), **kw))
-    return core
-
-
-def _front(
-    model: _Model,
-    config: SeawallConfig,
-    shared: build.SharedParts,
-    clock: Clock,
-    on_event: EventSink,
-) -> list[InferencePolicy]:
-    kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": model.label}
-    front: list[InferencePolicy] = []
-    if shared.api_keys:
-        with build.at("auth.keys"):  # two keys with one name, or with one secret
-            front.append(AuthPolicy(keys=shared.api_keys, **kw))
-    with build.at(f"ratelimit (model {model.label})"):
-        limits = build.rate_limits(config.ratelimit, model.policies.ratelimit)
-        if limits is not None:
-            front.append(RateLimitPolicy(limits, storage=shared.storage, **kw))
-    if shared.admission is not None:
-        front.append(shared.admission)
-    return front
 
 
 def _fallback(
@@ -229,9 +153,13 @@ def _fallback(
         ]
 
 
-def build_backend(settings: ModelSettings, config: SeawallConfig, clock: Clock) -> Backend:
-    """The backend for one model version."""
+def build_backend(
+    settings: ModelSettings, config: SeawallConfig, clock: Clock, on_event: EventSink = discard
+) -> Backend:
+    """The backend for one model version; a remote one's events go to `on_event`."""
     spec: BackendSettings = settings.backend
+    if isinstance(spec, OipBackendSettings):
+        return _oip_pool(settings, spec, config, clock, on_event)
     if isinstance(spec, MockBackendSettings):
         return MockBackend(
             settings.name,
@@ -272,3 +200,84 @@ def build_backend(settings: ModelSettings, config: SeawallConfig, clock: Clock) 
 
 def _spec(settings: TensorSpecSettings) -> TensorSpec:
     return TensorSpec(settings.name, settings.datatype, tuple(settings.shape))
+
+
+_BALANCERS: dict[str, Callable[[], Balancer]] = {
+    "round_robin": RoundRobin,
+    "least_outstanding": LeastOutstanding,
+    "weighted": WeightedRoundRobin,
+}
+
+
+def _oip_pool(
+    settings: ModelSettings,
+    spec: OipBackendSettings,
+    config: SeawallConfig,
+    clock: Clock,
+    on_event: EventSink,
+) -> EndpointPool:
+    """A pool of `OipBackend`s, one per endpoint, even for a single endpoint (its health checks
+    and outlier events still tell the operator what the upstream does)."""
+    http, health = spec.http, spec.health_check
+    options = HttpOptions(
+        connect_timeout_s=http.connect_timeout_ms / 1000.0,
+        first_byte_timeout_s=http.first_byte_timeout_ms / 1000.0,
+        idle_read_timeout_s=http.idle_read_timeout_ms / 1000.0,
+        total_timeout_s=None if http.total_timeout_ms is None else http.total_timeout_ms / 1000.0,
+        max_connections=http.max_connections,
+        keepalive_s=http.keepalive_s,
+        verify_tls=http.verify_tls,
+        ca_file=_path(config, http.ca_file),
+        client_cert=_path(config, http.client_cert),
+        client_key=_path(config, http.client_key),
+        headers=dict(http.headers),
+    )
+    probe_s = health.timeout_ms / 1000.0 if health else DEFAULT_HEALTH_TIMEOUT_S
+    endpoints = [
+        Endpoint(
+            OipBackend(
+                HttpUpstream(endpoint.url, options, clock=clock),
+                spec.model or settings.name,
+                spec.version,
+                binary=spec.binary,
+                health_timeout_s=probe_s,
+                clock=clock,
+            ),
+            weight=endpoint.weight,
+        )
+        for endpoint in spec.endpoints
+    ]
+    outlier = spec.outlier
+    return EndpointPool(
+        endpoints,
+        balancer=_BALANCERS[spec.balancer](),
+        outlier=OutlierOptions(
+            consecutive_5xx=outlier.consecutive_5xx,
+            base_ejection_time_s=outlier.base_ejection_s,
+            max_ejection_time_s=outlier.max_ejection_s,
+            max_ejection_percent=outlier.max_ejection_percent,
+        )
+        if outlier is not None
+        else OutlierOptions(max_ejection_percent=0.0),  # 0: never eject
+        health=HealthCheckOptions(
+            interval_s=health.interval_s,
+            timeout_s=probe_s,
+            unhealthy_threshold=health.unhealthy_threshold,
+            healthy_threshold=health.healthy_threshold,
+        )
+        if health is not None
+        else None,
+        clock=clock,
+        on_event=on_event,
+        target=f"{settings.name}:{settings.version}",
+    )
+
+
+def _path(config: SeawallConfig, path: str | None) -> str | None:
+    """A TLS file's absolute path; it must exist now, so a typo fails at start with its name."""
+    if path is None:
+        return None
+    resolved = config.resolve_path(path)
+    if not resolved.is_file():
+        raise ConfigError(f"http: no such file {str(resolved)!r}")
+    return str(resolved)

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 from seawall.context import CallContext
 from seawall.types import InferenceRequest, InferenceResponse, ModelMetadata
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "HealthChecked"]
 
 
 @runtime_checkable
@@ -41,4 +41,14 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release threads, sessions and connections."""
+        ...
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """A backend with an active health check, separate from its calls (a remote server's
+    readiness URL); an `EndpointPool` probes such endpoints on an interval."""
+
+    async def check_health(self) -> bool:
+        """True if the backend passes its check now; False (not an exception) if it does not."""
         ...

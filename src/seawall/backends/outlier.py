@@ -7,7 +7,8 @@ Follows Envoy's consecutive-5xx outlier detection:
   `decay_interval_s` an endpoint then spends in service takes one off n (Envoy's multiplier
   decrement), so an endpoint that recovered for good starts again from the base time.
 - An ejected endpoint returns by itself once its time has passed (checked lazily, on the clock,
-  whenever the pool looks); it returns with a clean count.
+  whenever the pool looks), or earlier through `return_early` (active health checks saw it
+  recover); it returns with a clean count.
 - `max_ejection_percent` bounds how much of the pool may be ejected at once. As in Envoy, the
   first ejection is always allowed; further ones only while the share stays within the maximum
   (Envoy may overshoot the share by one endpoint; this never does). Unlike Envoy, the last
@@ -218,6 +219,26 @@ class OutlierDetector:
                 )
             else:
                 self._next_return = min(self._next_return, endpoint.returns_at)
+
+    def return_early(self, index: int) -> bool:
+        """Return an ejected endpoint now, before its time is up; False if it was in service.
+
+        The pool calls this when its active health checks see an unhealthy endpoint recover
+        (Envoy's `successful_active_health_check_uneject_host`, here only on that recovery, so
+        an endpoint that passes its checks but keeps failing calls stays ejected).
+        """
+        self.refresh()
+        endpoint = self._endpoints[index]
+        if endpoint.returns_at is None:
+            return False
+        now = self._clock.monotonic()
+        endpoint.returns_at, endpoint.returned_at = None, now
+        endpoint.consecutive = 0
+        self._ejected -= 1
+        self._on_event(
+            EndpointReturned(self._target, endpoint.name, index, now - endpoint.ejected_at)
+        )
+        return True
 
     def _may_eject(self) -> bool:
         ejected, total = self._ejected, len(self._endpoints)

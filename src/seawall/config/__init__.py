@@ -6,6 +6,7 @@
 
 from seawall.config.base import Settings
 from seawall.config.document import SeawallConfig
+from seawall.config.llm import DeploymentSettings, LlmModelSettings, LlmSettings
 from seawall.config.loader import ENV_PREFIX, load_config, parse_config
 from seawall.config.models import (
     BackendSettings,
@@ -23,6 +24,9 @@ __all__ = [
     "ENV_PREFIX",
     "BackendSettings",
     "CallableBackendSettings",
+    "DeploymentSettings",
+    "LlmModelSettings",
+    "LlmSettings",
     "MockBackendSettings",
     "ModelSettings",
     "OnnxBackendSettings",

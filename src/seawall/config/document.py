@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import PrivateAttr, field_validator, model_validator
 
 from seawall.config.base import Settings
+from seawall.config.llm import LlmSettings
 from seawall.config.models import ModelSettings
 from seawall.config.policies import (
     AdmissionSettings,
@@ -35,6 +36,8 @@ class SeawallConfig(Settings):
     """Policies every model gets unless its own `policies` section says otherwise."""
     models: list[ModelSettings] = []
     """Models served by the gateway."""
+    llm: LlmSettings | None = None
+    """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

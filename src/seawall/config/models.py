@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from seawall.config.base import NAME_PATTERN, Settings
 from seawall.config.policies import PolicySettings
@@ -14,13 +15,21 @@ __all__ = [
     "BACKEND_KINDS",
     "BackendSettings",
     "CallableBackendSettings",
+    "EndpointSettings",
+    "HealthCheckSettings",
+    "HttpClientSettings",
     "MockBackendSettings",
     "ModelSettings",
+    "OipBackendSettings",
     "OnnxBackendSettings",
+    "OutlierSettings",
     "SklearnBackendSettings",
     "TensorSpecSettings",
     "ValidationSettings",
 ]
+
+#: An endpoint's base URL: scheme, host (and port), maybe a path; no query or fragment.
+_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 
 class TensorSpecSettings(Settings):
@@ -93,11 +102,142 @@ class MockBackendSettings(Settings):
     """Seed of the failure draw, for repeatable runs."""
 
 
+class HttpClientSettings(Settings):
+    """How the gateway reaches an upstream over HTTP: timeouts, connections, TLS, headers."""
+
+    connect_timeout_ms: float = Field(2000.0, gt=0)
+    """Longest TCP (and TLS) connection set-up."""
+    first_byte_timeout_ms: float = Field(30000.0, gt=0)
+    """Longest wait from sending a request to the response's headers (a silent upstream is cut
+    here)."""
+    idle_read_timeout_ms: float = Field(30000.0, gt=0)
+    """Longest gap between two chunks of a response body."""
+    total_timeout_ms: float | None = Field(None, gt=0)
+    """Longest a whole exchange may take (null: only the request's deadline)."""
+    max_connections: int = Field(100, ge=1)
+    """Connections open at once to one endpoint; calls beyond wait for one."""
+    keepalive_s: float = Field(30.0, gt=0)
+    """How long an idle connection is kept for reuse."""
+    verify_tls: bool = True
+    """Verify the upstream's TLS certificate (https URLs)."""
+    ca_file: str | None = None
+    """CA bundle (PEM) to verify it with (relative to the config file's directory; null: the
+    system's)."""
+    client_cert: str | None = None
+    """Client certificate (PEM) for mutual TLS; needs `client_key`."""
+    client_key: str | None = None
+    """Private key (PEM) of `client_cert`."""
+    headers: dict[str, str] = {}
+    """Headers sent with every request, e.g. an upstream API key (`${VAR}` interpolation
+    works)."""
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> HttpClientSettings:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert: give both client_cert and client_key, or neither")
+        return self
+
+
+class HealthCheckSettings(Settings):
+    """Active health checks: each endpoint's readiness URL, probed on an interval."""
+
+    interval_s: float = Field(5.0, gt=0)
+    """Seconds between two rounds of probes."""
+    timeout_ms: float = Field(1000.0, gt=0)
+    """Longest a probe may take; a slower one has failed."""
+    unhealthy_threshold: int = Field(3, ge=1)
+    """Failed probes in a row that take an endpoint out of rotation."""
+    healthy_threshold: int = Field(2, ge=1)
+    """Passed probes in a row that put it back."""
+
+
+class OutlierSettings(Settings):
+    """Passive outlier ejection (Envoy's): an endpoint whose calls keep failing sits out."""
+
+    consecutive_5xx: int = Field(5, ge=1)
+    """Failed calls in a row (unreachable, timeouts, 5xx) that eject an endpoint."""
+    base_ejection_s: float = Field(30.0, gt=0)
+    """How long the first ejection lasts; the n-th lasts n times this."""
+    max_ejection_s: float = Field(300.0, gt=0)
+    """Longest an ejection lasts."""
+    max_ejection_percent: float = Field(10.0, ge=0, le=100)
+    """Most of the endpoints ejected at once, in percent (one is always allowed, the last one
+    never)."""
+
+    @model_validator(mode="after")
+    def _max_over_base(self) -> OutlierSettings:
+        if self.max_ejection_s < self.base_ejection_s:
+            raise ValueError(
+                f"max_ejection_s: must be at least base_ejection_s ({self.base_ejection_s:g})"
+            )
+        return self
+
+
+class EndpointSettings(Settings):
+    """One replica of the upstream model."""
+
+    url: str
+    """Base URL of an OIP v2 server, e.g. `http://triton:8000` (`${VAR}` interpolation works)."""
+    weight: int = Field(1, ge=1, le=1000)
+    """Share of calls relative to the other endpoints (`balancer: weighted`)."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not _URL.match(value):
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+        return value
+
+
+class OipBackendSettings(Settings):
+    """A model on remote Open Inference Protocol v2 servers (Triton, KServe, MLServer, seawall)."""
+
+    kind: Literal["oip"]
+    """Backend kind."""
+    model: str | None = Field(None, min_length=1)
+    """The model's name on the upstream (null: the name it is served under here)."""
+    version: str | None = Field(None, min_length=1)
+    """The model's version on the upstream (null: the upstream's default)."""
+    endpoints: list[EndpointSettings] = Field(min_length=1)
+    """Servers that serve the model; calls are balanced over them."""
+    balancer: Literal["round_robin", "least_outstanding", "weighted"] = "round_robin"
+    """How the next endpoint is chosen: in turn, the one with the fewest calls in flight, or
+    in proportion to `weight`."""
+    binary: bool = False
+    """Send tensors to the upstream in the binary tensor extension (else JSON)."""
+    http: HttpClientSettings = HttpClientSettings()
+    """Timeouts, connections, TLS and headers for the endpoints."""
+    health_check: HealthCheckSettings | None = HealthCheckSettings()
+    """Probe each endpoint's readiness URL; endpoints that fail sit out (null: off)."""
+    outlier: OutlierSettings | None = OutlierSettings()
+    """Eject endpoints whose calls keep failing (null: off)."""
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _weights_need_the_weighted_balancer(self) -> OipBackendSettings:
+        if self.balancer != "weighted":
+            for i, endpoint in enumerate(self.endpoints):
+                if endpoint.weight != 1:
+                    raise ValueError(
+                        f"endpoints[{i}].weight: only `balancer: weighted` uses weights "
+                        f"(balancer is {self.balancer})"
+                    )
+        return self
+
+
 BackendSettings = Annotated[
-    SklearnBackendSettings | OnnxBackendSettings | CallableBackendSettings | MockBackendSettings,
+    SklearnBackendSettings
+    | OnnxBackendSettings
+    | CallableBackendSettings
+    | MockBackendSettings
+    | OipBackendSettings,
     Field(discriminator="kind"),
 ]
-BACKEND_KINDS = {"sklearn", "onnx", "python", "mock"}
+BACKEND_KINDS = {"sklearn", "onnx", "python", "mock", "oip"}
 
 
 class ValidationSettings(Settings):

@@ -26,7 +26,9 @@ class ServerSettings(Settings):
     """On SIGTERM, how long to keep serving with readiness false before closing the listener."""
     default_timeout_ms: int | None = Field(30_000, ge=1)
     """End-to-end deadline of a call whose client sends no `x-seawall-timeout-ms` (null: none)."""
-    max_timeout_ms: int = Field(300_000, ge=1)
+    llm_default_timeout_ms: int | None = Field(600_000, ge=1)
+    """The same for LLM calls on `/v1/...`, which may stream for minutes (null: none)."""
+    max_timeout_ms: int = Field(600_000, ge=1)
     """Cap on the deadline a client may ask for with `x-seawall-timeout-ms`."""
     strict_readiness: bool = False
     """If true, /v2/health/ready is true only when every model is ready; else when one is."""

@@ -1,4 +1,4 @@
-"""`Gateway`: the ASGI application (OIP v2 routes, /metrics, lifespan, readiness, draining)."""
+"""`Gateway`: the ASGI app (OIP v2 and OpenAI routes, /metrics, lifespan, readiness, draining)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from seawall.gateway.admin import ADMIN_PATHS, admin_app
 from seawall.gateway.asgi import Message, Receive, Scope, Send, json_body, send_response
 from seawall.gateway.metrics import GatewayMetrics
 from seawall.gateway.oip import OipRoutes, error_response
+from seawall.gateway.openai import OpenAiRoutes
 
 __all__ = ["Gateway"]
 
@@ -33,6 +34,10 @@ _INDEX = json_body(
             "model readiness": "GET /v2/models/{model}[/versions/{version}]/ready",
             "inference": "POST /v2/models/{model}[/versions/{version}]/infer",
             "model states": "GET /v2/repository/index",
+            "OpenAI chat": "POST /v1/chat/completions",
+            "OpenAI completions": "POST /v1/completions",
+            "OpenAI embeddings": "POST /v1/embeddings",
+            "OpenAI models": "GET /v1/models[/{model}]",
             "metrics": "GET /metrics",
             "admin API (admin key)": "/admin/... (schema: GET /openapi.json)",
         },
@@ -61,6 +66,7 @@ class Gateway:
         self.started = False
         self.draining = False
         self._oip = OipRoutes(self)
+        self._openai = OpenAiRoutes(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -78,6 +84,8 @@ class Gateway:
         path: str = scope["path"]
         if path == "/v2" or path.startswith("/v2/"):
             await self._oip(scope, receive, send)
+        elif path == "/v1" or path.startswith("/v1/"):
+            await self._openai(scope, receive, send)
         elif path == "/metrics":
             body = generate_latest(self.metrics.registry)
             await send_response(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
@@ -136,7 +144,7 @@ class Gateway:
 
     async def startup(self) -> None:
         """Load every model (concurrently); failures are recorded per model, not raised."""
-        await self.repository.load_all()
+        await self.assembly.start()
         self.started = True
         ready = sum(1 for m in self.repository if m.ready)
         logger.info("gateway started", extra={"models": len(self.repository), "ready": ready})

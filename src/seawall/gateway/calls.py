@@ -22,11 +22,10 @@ PRIORITY_HEADER = "x-seawall-priority"
 class CallHeaders:
     """Reads the call-shaping headers into a `CallContext`; a bad value is a 400 naming it."""
 
-    def __init__(self, settings: ServerSettings, clock: Clock) -> None:
+    def __init__(self, settings: ServerSettings, clock: Clock, *, llm: bool = False) -> None:
         self._clock = clock
-        self._default_s = (
-            None if settings.default_timeout_ms is None else settings.default_timeout_ms / 1000
-        )
+        default_ms = settings.llm_default_timeout_ms if llm else settings.default_timeout_ms
+        self._default_s = None if default_ms is None else default_ms / 1000
         self._max_ms = settings.max_timeout_ms
 
     def apply(self, ctx: CallContext, headers: dict[str, str]) -> None:

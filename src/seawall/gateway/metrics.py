@@ -12,6 +12,7 @@ from seawall.assemble import Assembly
 from seawall.backends import ModelRepository
 from seawall.context import Priority
 from seawall.policies import CircuitState
+from seawall.types import Usage
 
 __all__ = ["LATENCY_BUCKETS_S", "GatewayMetrics"]
 
@@ -48,6 +49,12 @@ class GatewayMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.llm_tokens = Counter(
+            "seawall_llm_tokens",
+            "LLM tokens used, by model group and kind (prompt, completion).",
+            ["model", "kind"],
+            registry=self.registry,
+        )
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
         self._in_flight: dict[str, Gauge] = {}
@@ -76,6 +83,13 @@ class GatewayMetrics:
             histogram = self.latency.labels(model, version)
             self._histograms[(model, version)] = histogram
         histogram.observe(seconds)
+
+    def count_tokens(self, model: str, usage: Usage) -> None:
+        """Add the tokens of one LLM call (the provider's count, or seawall's estimate)."""
+        if usage.prompt_tokens > 0:
+            self.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        if usage.completion_tokens > 0:
+            self.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
 
 
 class _ReadinessCollector(Collector):

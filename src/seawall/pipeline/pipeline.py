@@ -46,6 +46,11 @@ class Pipeline(Generic[RequestT, ResponseT]):
         """The policies, outermost first."""
         return self._policies
 
+    @property
+    def terminal(self) -> Handler[RequestT, ResponseT]:
+        """What the innermost policy calls: the backend, or a handler over several."""
+        return self._terminal
+
     async def __call__(self, request: RequestT, ctx: CallContext) -> ResponseT:
         return await self._handler(request, ctx)
 

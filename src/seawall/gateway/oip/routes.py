@@ -21,6 +21,7 @@ import orjson
 
 from seawall import __version__
 from seawall.backends import ServedModel
+from seawall.backends.oip.codec import decode_infer_request, encode_infer_response
 from seawall.context import CallContext
 from seawall.errors import InvalidInputError, NotFoundError, SeawallError
 from seawall.gateway.asgi import (
@@ -35,7 +36,6 @@ from seawall.gateway.asgi import (
 )
 from seawall.gateway.calls import CallHeaders
 from seawall.gateway.metrics import UNKNOWN
-from seawall.gateway.oip.codec import decode_infer_request, encode_infer_response
 from seawall.gateway.status import error_status, retry_after_header
 
 if TYPE_CHECKING:

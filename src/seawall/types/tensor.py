@@ -1,8 +1,4 @@
-"""Domain types shared by every layer: tensors, model signatures, inference requests and responses.
-
-These are protocol-neutral: the gateway decodes Open Inference Protocol v2 (or another wire
-format) into them, policies and backends work on them, and the gateway encodes them back.
-"""
+"""Tensors and inference calls: the Open Inference Protocol's vocabulary, protocol-neutral."""
 
 from __future__ import annotations
 

@@ -1,13 +1,22 @@
 """Open Inference Protocol v2 REST bodies, JSON and the binary tensor extension, both ways.
 
+The server side (the gateway) decodes requests and encodes responses; the client side (the remote
+OIP backend) encodes requests and decodes responses, symmetrically.
+
 Binary tensor data (the Triton/KServe extension): the body is a JSON header of
 `Inference-Header-Content-Length` bytes followed by raw tensors in input order; an input with
 `parameters.binary_data_size` takes its data from there. BYTES elements are each a 4-byte
 little-endian length and the bytes. Outputs are returned in binary when the request asks for it
 (`outputs[i].parameters.binary_data` or `parameters.binary_data_output`).
 
-Every decoding error is an `InvalidInputError` whose field is the JSON path, e.g.
-`inputs[0].shape: expected a list of non-negative integers`.
+Every decoding error of a request is an `InvalidInputError` whose field is the JSON path, e.g.
+`inputs[0].shape: expected a list of non-negative integers`; every decoding error of an upstream's
+response is a `BadResponseError` naming the path the same way.
+
+JSON cannot carry every value: a BYTES element that is not UTF-8 is written as base64 with
+`parameters.content_type: "base64"` (MLServer's convention) in a response and read back by the
+client side; a non-finite float is written as `null` in a response and read back as NaN. A request
+tensor JSON cannot carry goes in the binary extension even when JSON was asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from seawall.errors import InvalidInputError
+from seawall.errors import BadResponseError, InvalidInputError
 from seawall.types import (
     Datatype,
     InferenceRequest,
@@ -35,7 +44,14 @@ from seawall.types import (
     coerce,
 )
 
-__all__ = ["EncodedResponse", "decode_infer_request", "encode_infer_response"]
+__all__ = [
+    "EncodedRequest",
+    "EncodedResponse",
+    "decode_infer_request",
+    "decode_infer_response",
+    "encode_infer_request",
+    "encode_infer_response",
+]
 
 MAX_RANK = 32
 _DATATYPES = ", ".join(d.value for d in Datatype)
@@ -43,6 +59,8 @@ _LENGTH = struct.Struct("<I")
 
 #: body, content type, JSON header length (set when binary data follows the JSON)
 EncodedResponse = tuple[bytes, bytes, int | None]
+#: body, JSON header length (set when binary data follows the JSON)
+EncodedRequest = tuple[bytes, int | None]
 
 
 def decode_infer_request(
@@ -74,7 +92,10 @@ def decode_infer_request(
     )
 
 
-def _decode_input(item: Any, field: str, binary: _BinaryReader) -> Tensor:
+def _decode_input(
+    item: Any, field: str, binary: _BinaryReader, *, response: bool = False
+) -> Tensor:
+    """One tensor of a request (`response`: of a response, which may hold null and base64)."""
     if not isinstance(item, dict):
         raise InvalidInputError(field, f"expected an object, got {_json_type(item)}")
     name = item.get("name")
@@ -101,7 +122,12 @@ def _decode_input(item: Any, field: str, binary: _BinaryReader) -> Tensor:
             raise InvalidInputError(
                 f"{field}.data", "required (or parameters.binary_data_size for binary data)"
             )
-        array = _from_json(item["data"], datatype, size, field, binary.may_hold_booleans)
+        array = _from_json(
+            item["data"], datatype, size, field, binary.may_hold_booleans, nulls=response
+        )
+        if response and datatype is Datatype.BYTES and parameters.get("content_type") == "base64":
+            array = _from_base64(array, f"{field}.data")
+            del parameters["content_type"]
     try:
         array = array.reshape(shape)
     except ValueError:  # an empty tensor whose other dimensions overflow numpy's size limit
@@ -158,7 +184,13 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
 
 
 def _from_json(
-    data: Any, datatype: Datatype, size: int, field: str, may_hold_booleans: bool
+    data: Any,
+    datatype: Datatype,
+    size: int,
+    field: str,
+    may_hold_booleans: bool,
+    *,
+    nulls: bool = False,
 ) -> npt.NDArray[Any]:
     if not isinstance(data, list):
         data = [data]  # a bare scalar for a one-element tensor
@@ -170,6 +202,10 @@ def _from_json(
         raise InvalidInputError(
             f"{field}.data", "nested lists must be regular (every row the same length)"
         ) from None
+    if nulls and datatype.is_float and array.dtype.kind == "O":
+        # A response's non-finite floats arrive as null (JSON has no NaN): read them as NaN.
+        with contextlib.suppress(ValueError, TypeError):
+            array = np.asarray(data, dtype=np.float64)
     if array.size != size:
         raise InvalidInputError(f"{field}.data", _count_reason(size, array.size))
     if size == 0:
@@ -227,6 +263,16 @@ def _bytes_from_json(data: list[Any], size: int, field: str) -> npt.NDArray[Any]
 
 
 _END = object()
+
+
+def _from_base64(items: npt.NDArray[Any], field: str) -> npt.NDArray[Any]:
+    out = np.empty(items.shape, dtype=np.object_)
+    for i, item in enumerate(items):
+        try:
+            out[i] = base64.b64decode(item, validate=True)
+        except ValueError:  # binascii.Error
+            raise InvalidInputError(field, f"element {i} is not valid base64") from None
+    return out
 
 
 def _count_reason(expected: int, got: int) -> str:
@@ -301,11 +347,11 @@ class _BinaryReader:
         self._offset += size
         return chunk
 
-    def check_consumed(self) -> None:
+    def check_consumed(self, tensors: str = "input") -> None:
         left = len(self._tail) - self._offset
         if left:
             raise InvalidInputError(
-                "body", f"{left} byte(s) of binary data not claimed by any input"
+                "body", f"{left} byte(s) of binary data not claimed by any {tensors}"
             )
 
 
@@ -315,28 +361,14 @@ def encode_infer_response(
     """Encode a response, in binary for the outputs whose request asked for it."""
     binary_default = request.parameters.get("binary_data_output") is True
     wanted = {o.name: o for o in request.outputs} if request.outputs is not None else {}
-    outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
+    outputs: list[dict[str, Any]] = []
     for tensor in response.outputs:
-        entry: dict[str, Any] = {
-            "name": tensor.name,
-            "datatype": tensor.datatype.value,
-            "shape": list(tensor.shape),
-        }
-        parameters = dict(tensor.parameters)
         requested = wanted.get(tensor.name)
         binary = (
             requested.parameters.get("binary_data", binary_default) if requested else binary_default
         )
-        if binary is True:
-            raw = _to_binary(tensor)
-            parameters["binary_data_size"] = len(raw)
-            blobs.append(raw)
-        else:
-            entry["data"] = _to_json(tensor, parameters)
-        if parameters:
-            entry["parameters"] = parameters
-        outputs.append(entry)
+        outputs.append(_encode_tensor(tensor, binary is True, blobs))
     document: dict[str, Any] = {"model_name": request.model, "model_version": request.version}
     if request.id is not None:
         document["id"] = request.id
@@ -349,7 +381,124 @@ def encode_infer_response(
     return head + b"".join(blobs), b"application/octet-stream", len(head)
 
 
+def encode_infer_request(request: InferenceRequest, *, binary: bool) -> EncodedRequest:
+    """Encode a request for an upstream OIP server (the client side of `decode_infer_request`).
+
+    `binary`: every input in the binary extension and every output asked for in binary;
+    otherwise JSON both ways, except an input JSON cannot carry (BYTES that are not UTF-8,
+    non-finite floats), which goes binary. The client's own `binary_data` choices are not
+    forwarded: how the gateway talks to its upstream is the gateway's business.
+    """
+    blobs: list[bytes] = []
+    inputs = [_encode_tensor(t, binary or not _json_can_carry(t), blobs) for t in request.inputs]
+    document: dict[str, Any] = {}
+    if request.id is not None:
+        document["id"] = request.id
+    parameters = {k: v for k, v in request.parameters.items() if k != "binary_data_output"}
+    if binary:
+        parameters["binary_data_output"] = True
+    if parameters:
+        document["parameters"] = parameters
+    document["inputs"] = inputs
+    if request.outputs is not None:
+        document["outputs"] = [_requested_output(o, binary) for o in request.outputs]
+    head = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def _requested_output(output: RequestedOutput, binary: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": output.name}
+    parameters = {k: v for k, v in output.parameters.items() if k != "binary_data"}
+    if binary:
+        parameters["binary_data"] = True
+    if parameters:
+        entry["parameters"] = parameters
+    return entry
+
+
+def _json_can_carry(tensor: Tensor) -> bool:
+    if tensor.datatype is Datatype.BYTES:
+        try:
+            for item in tensor.data.reshape(-1):
+                if isinstance(item, bytes):
+                    item.decode()
+        except UnicodeDecodeError:
+            return False
+        return True
+    return not tensor.datatype.is_float or bool(np.isfinite(tensor.data).all())
+
+
+def _encode_tensor(tensor: Tensor, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    """A tensor's JSON entry; in binary, its data is appended to `blobs` instead."""
+    entry: dict[str, Any] = {
+        "name": tensor.name,
+        "datatype": tensor.datatype.value,
+        "shape": list(tensor.shape),
+    }
+    parameters = {k: v for k, v in tensor.parameters.items() if k != "binary_data_size"}
+    if binary:
+        raw = _to_binary(tensor)
+        parameters["binary_data_size"] = len(raw)
+        blobs.append(raw)
+    else:
+        entry["data"] = _to_json(tensor, parameters)
+    if parameters:
+        entry["parameters"] = parameters
+    return entry
+
+
+def decode_infer_response(body: bytes, json_length: int | None, model: str) -> InferenceResponse:
+    """Decode an upstream's infer response (the client side of `encode_infer_response`).
+
+    `json_length` is the response's `Inference-Header-Content-Length`. The response's
+    `model_version` becomes `version`; anything malformed is a `BadResponseError` naming the
+    field.
+    """
+    try:
+        return _decode_response(body, json_length, model)
+    except InvalidInputError as exc:
+        raise BadResponseError(
+            f"model {model!r}: the upstream sent an invalid response: {exc.message}"
+        ) from None
+
+
+def _decode_response(body: bytes, json_length: int | None, model: str) -> InferenceResponse:
+    binary = _BinaryReader(body, json_length)
+    try:
+        document = orjson.loads(binary.head)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError("body", f"invalid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError("body", f"expected a JSON object, got {_json_type(document)}")
+    response_id = document.get("id")
+    if response_id is not None and not isinstance(response_id, str):
+        raise InvalidInputError("id", f"expected a string, got {_json_type(response_id)}")
+    version = document.get("model_version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError("model_version", f"expected a string, got {_json_type(version)}")
+    raw_outputs = document.get("outputs")
+    if not isinstance(raw_outputs, list):
+        raise InvalidInputError("outputs", "required: a list of output tensors")
+    outputs = [
+        _decode_input(item, f"outputs[{i}]", binary, response=True)
+        for i, item in enumerate(raw_outputs)
+    ]
+    binary.check_consumed("output")
+    return InferenceResponse(
+        model=model,
+        version=version or None,
+        outputs=outputs,
+        id=response_id,
+        parameters=_parameters(document.get("parameters"), "parameters"),
+    )
+
+
 def _to_json(tensor: Tensor, parameters: Parameters) -> Any:
+    """The tensor's data for JSON; BYTES that are not UTF-8 as base64, noted in `parameters`."""
     if tensor.datatype is not Datatype.BYTES:
         return np.ascontiguousarray(tensor.data).reshape(-1)
     items = [b if isinstance(b, bytes) else str(b).encode() for b in tensor.data.reshape(-1)]

@@ -1,4 +1,4 @@
-"""The OIP v2 codec: JSON and binary tensor bodies decoded, responses encoded, errors located."""
+"""The OIP v2 codec, server and client side: JSON and binary bodies both ways, errors located."""
 
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seawall.errors import InvalidInputError
-from seawall.gateway.oip.codec import MAX_RANK, decode_infer_request, encode_infer_response
+from seawall.backends.oip.codec import (
+    MAX_RANK,
+    decode_infer_request,
+    decode_infer_response,
+    encode_infer_request,
+    encode_infer_response,
+)
+from seawall.errors import BadResponseError, InvalidInputError
 from seawall.types import (
     Datatype,
     InferenceRequest,
@@ -792,3 +798,266 @@ def test_binary_request_bytes_decode_to_equal_arrays(
     result = triton.InferResult.from_response_body(out, header_length=out_length)
     for i, (_, array) in enumerate(generated):
         np.testing.assert_array_equal(result.as_numpy(f"t{i}").reshape(array.shape), array)
+
+
+# --- client side: requests encoded, responses decoded ----------------------------------------
+
+
+def _rows(datatype: Datatype) -> npt.NDArray[Any]:
+    return np.array(_expected(datatype, ROWS[datatype]), dtype=datatype.numpy_dtype)
+
+
+def _client_round_trip(
+    tensors: list[Tensor], binary: bool, **fields: Any
+) -> tuple[InferenceRequest, InferenceResponse, int | None, int | None]:
+    """Client encodes, server decodes and answers with the same tensors, client decodes."""
+    request = InferenceRequest("front", tensors, version="9", **fields)
+    body, json_length = encode_infer_request(request, binary=binary)
+    seen = decode_infer_request(body, json_length, "m", "1")
+    answer, _, answer_length = encode_infer_response(_response(*seen.inputs), seen)
+    return seen, decode_infer_response(answer, answer_length, "front"), json_length, answer_length
+
+
+def _assert_same(got: Tensor, want: Tensor) -> None:
+    assert (got.name, got.datatype, got.shape) == (want.name, want.datatype, want.shape)
+    assert got.data.dtype == want.datatype.numpy_dtype
+    assert got.data.shape == want.shape
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("datatype", list(Datatype), ids=str)
+def test_every_datatype_round_trips_client_server_client(datatype: Datatype, binary: bool) -> None:
+    tensor = Tensor("x", datatype, (2, 3), _rows(datatype))
+    seen, answer, sent_length, answer_length = _client_round_trip(
+        [tensor], binary, id="r-1", parameters={"priority": 2}
+    )
+    assert (sent_length is not None, answer_length is not None) == (binary, binary)
+    _assert_same(seen.inputs[0], tensor)
+    assert seen.id == "r-1"
+    expected = {"priority": 2, "binary_data_output": True} if binary else {"priority": 2}
+    assert seen.parameters == expected
+    (output,) = answer.outputs
+    _assert_same(output, tensor)
+    assert output.parameters == {}
+    assert (answer.model, answer.version, answer.id) == ("front", "1", "r-1")
+
+
+def test_json_requests_are_plain_oip_json() -> None:
+    request = InferenceRequest(
+        "front", [Tensor.from_numpy("x", np.array([[1, 2]], dtype=np.int32))], id="a"
+    )
+    body, json_length = encode_infer_request(request, binary=False)
+    assert json_length is None
+    assert orjson.loads(body) == {
+        "id": "a",
+        "inputs": [{"name": "x", "datatype": "INT32", "shape": [1, 2], "data": [1, 2]}],
+    }
+
+
+def test_binary_requests_put_tensors_after_the_json_in_input_order() -> None:
+    ints = Tensor.from_numpy("i", np.array([1, -2], dtype=np.int16))
+    words = Tensor.from_numpy("w", np.array([b"ab"], dtype=np.object_))
+    body, json_length = encode_infer_request(InferenceRequest("m", [ints, words]), binary=True)
+    document, tail = _split(body, json_length)
+    assert document == {
+        "parameters": {"binary_data_output": True},
+        "inputs": [
+            {"name": "i", "datatype": "INT16", "shape": [2], "parameters": {"binary_data_size": 4}},
+            {"name": "w", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}},
+        ],
+    }
+    assert tail == b"\x01\x00\xfe\xff" + struct.pack("<I", 2) + b"ab"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_the_clients_binary_choices_are_replaced_and_other_parameters_kept(binary: bool) -> None:
+    tensor = Tensor.from_numpy("x", np.array([1.5]))
+    tensor.parameters = {"unit": "cm", "binary_data_size": 99}  # a stale size is not forwarded
+    request = InferenceRequest(
+        "m",
+        [tensor],
+        parameters={"binary_data_output": not binary, "priority": 1},
+        outputs=[
+            RequestedOutput("a", {"binary_data": not binary, "classification": 2}),
+            RequestedOutput("b"),
+        ],
+    )
+    body, json_length = encode_infer_request(request, binary=binary)
+    document = orjson.loads(body[:json_length] if json_length else body)
+    if binary:
+        assert document["parameters"] == {"priority": 1, "binary_data_output": True}
+        assert document["inputs"][0]["parameters"] == {"unit": "cm", "binary_data_size": 8}
+        assert document["outputs"] == [
+            {"name": "a", "parameters": {"classification": 2, "binary_data": True}},
+            {"name": "b", "parameters": {"binary_data": True}},
+        ]
+    else:
+        assert document["parameters"] == {"priority": 1}
+        assert document["inputs"][0]["parameters"] == {"unit": "cm"}
+        assert document["inputs"][0]["data"] == [1.5]
+        assert document["outputs"] == [
+            {"name": "a", "parameters": {"classification": 2}},
+            {"name": "b"},
+        ]
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        Tensor.from_numpy("x", np.array([1.0, np.nan, -np.inf], dtype=np.float32)),
+        Tensor.from_numpy("x", np.array([b"ok", b"\xff\xfe"], dtype=np.object_)),
+    ],
+    ids=["non-finite", "not-utf8"],
+)
+def test_json_requests_send_what_json_cannot_carry_in_binary(tensor: Tensor) -> None:
+    plain = Tensor.from_numpy("y", np.array([1, 2]))
+    body, json_length = encode_infer_request(InferenceRequest("m", [plain, tensor]), binary=False)
+    document, _ = _split(body, json_length)
+    assert document["inputs"][0]["data"] == [1, 2]
+    assert "data" not in document["inputs"][1]
+    assert "binary_data_output" not in document.get("parameters", {})
+    seen = decode_infer_request(body, json_length, "m", None)
+    np.testing.assert_array_equal(seen.inputs[1].data, tensor.data)
+
+
+def test_json_responses_carry_non_finite_floats_as_nan_and_other_bytes_as_base64() -> None:
+    floats = Tensor.from_numpy("f", np.array([np.nan, np.inf, 2.5], dtype=np.float64))
+    words = Tensor.from_numpy("w", np.array([b"\x00\xff", b"fine"], dtype=np.object_))
+    payload, _, length = encode_infer_response(_response(floats, words), _request())
+    assert length is None
+    answer = decode_infer_response(payload, None, "m")
+    np.testing.assert_array_equal(answer.outputs[0].data, [np.nan, np.nan, 2.5])
+    assert answer.outputs[1].data.tolist() == [b"\x00\xff", b"fine"]
+    assert answer.outputs[1].parameters == {}
+
+
+def test_response_fields_are_decoded() -> None:
+    document = {
+        "model_name": "upstream-name",
+        "model_version": 3,
+        "id": "u-1",
+        "parameters": {"served_by": "gpu-2"},
+        "outputs": [
+            {"name": "p", "datatype": "int64", "shape": [2], "data": [1, 2]},
+            {"name": "q", "datatype": "FP32", "shape": [1], "data": [0.5], "parameters": {"u": 1}},
+        ],
+    }
+    answer = decode_infer_response(orjson.dumps(document), None, "front")
+    assert (answer.model, answer.version, answer.id) == ("front", "3", "u-1")
+    assert answer.parameters == {"served_by": "gpu-2"}
+    assert [(t.name, t.datatype, t.shape) for t in answer.outputs] == [
+        ("p", Datatype.INT64, (2,)),
+        ("q", Datatype.FP32, (1,)),
+    ]
+    assert answer.outputs[1].parameters == {"u": 1}
+    bare = decode_infer_response(b'{"outputs": []}', None, "front")
+    assert (bare.version, bare.id, bare.outputs, bare.parameters) == (None, None, [], {})
+
+
+def _bad_response(body: bytes, json_length: int | None = None) -> str:
+    with pytest.raises(BadResponseError) as info:
+        decode_infer_response(body, json_length, "m")
+    prefix = "model 'm': the upstream sent an invalid response: "
+    assert info.value.message.startswith(prefix)
+    return info.value.message.removeprefix(prefix)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "body: expected a JSON object, got a list"),
+        ({"model_name": "m"}, "outputs: required: a list of output tensors"),
+        ({"outputs": {}}, "outputs: required: a list of output tensors"),
+        ({"id": 7, "outputs": []}, "id: expected a string, got a number"),
+        ({"model_version": [1], "outputs": []}, "model_version: expected a string, got a list"),
+        ({"outputs": [], "parameters": 1}, "parameters: expected an object, got a number"),
+        ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [1]}]}, "outputs[0].data: req"),
+        (
+            {"outputs": [{"name": "y", "datatype": "INT8", "shape": [2], "data": [1, None]}]},
+            "outputs[0].data: expected numbers for INT8",
+        ),
+        (
+            {"outputs": [{"name": "y", "datatype": "INT8", "shape": [1], "data": [300]}]},
+            "outputs[0].data: value 300 is out of range for INT8",
+        ),
+        (
+            {
+                "outputs": [
+                    {"name": "ok", "datatype": "BOOL", "shape": [1], "data": [True]},
+                    {"name": "y", "datatype": "FP8", "shape": [1], "data": [1]},
+                ]
+            },
+            "outputs[1].datatype: unknown datatype 'FP8'",
+        ),
+        (
+            {
+                "outputs": [
+                    {
+                        "name": "y",
+                        "datatype": "BYTES",
+                        "shape": [2],
+                        "data": ["YWI=", "not base64!"],
+                        "parameters": {"content_type": "base64"},
+                    }
+                ]
+            },
+            "outputs[0].data: element 1 is not valid base64",
+        ),
+    ],
+)
+def test_an_invalid_response_is_a_bad_response_naming_the_field(
+    document: Any, message: str
+) -> None:
+    assert _bad_response(orjson.dumps(document)).startswith(message)
+
+
+def test_binary_response_errors_name_the_field() -> None:
+    head = orjson.dumps(
+        {
+            "outputs": [
+                {
+                    "name": "y",
+                    "datatype": "INT32",
+                    "shape": [2],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        }
+    )
+    assert _bad_response(head + b"\x00" * 8 + b"xyz", len(head)) == (
+        "body: 3 byte(s) of binary data not claimed by any output"
+    )
+    assert _bad_response(head + b"\x00" * 4, len(head)) == (
+        "outputs[0].parameters.binary_data_size: "
+        "8 bytes of binary data claimed, only 4 left in the body"
+    )
+    assert _bad_response(head, len(head) + 1).startswith("inference-header-content-length: ")
+    assert _bad_response(b"{nope").startswith("body: invalid JSON: ")
+
+
+# --- property: client -> server -> client keeps every tensor ---------------------------------
+
+
+def _after_json(datatype: Datatype, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """What a JSON response can say of `array`: non-finite floats come back as NaN."""
+    if not datatype.is_float:
+        return array
+    return np.where(np.isfinite(array), array, np.nan).astype(array.dtype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(tensors(), min_size=1, max_size=3), st.booleans())
+def test_any_tensors_round_trip_client_server_client(
+    generated: list[tuple[Datatype, npt.NDArray[Any]]], binary: bool
+) -> None:
+    inputs = [
+        Tensor(f"t{i}", datatype, array.shape, array)
+        for i, (datatype, array) in enumerate(generated)
+    ]
+    seen, answer, _, answer_length = _client_round_trip(inputs, binary)
+    assert (answer_length is not None) is binary
+    for tensor, server_side, client_side in zip(inputs, seen.inputs, answer.outputs, strict=True):
+        _assert_same(server_side, tensor)  # the request arrives exactly, JSON or binary
+        want = tensor.data if binary else _after_json(tensor.datatype, tensor.data)
+        _assert_same(client_side, Tensor(tensor.name, tensor.datatype, tensor.shape, want))

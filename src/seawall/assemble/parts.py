@@ -1,0 +1,130 @@
+"""`Assembly` and the policy chains every kind of model shares (front and core)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall.assemble import options as build
+from seawall.backends import ModelRepository
+from seawall.backends.llm import LlmBackend
+from seawall.clock import Clock
+from seawall.config import SeawallConfig
+from seawall.config.policies import PolicySettings
+from seawall.pipeline import EventSink, Handler, Policy
+from seawall.policies import (
+    AdmissionPolicy,
+    ApiKey,
+    AuthPolicy,
+    BulkheadPolicy,
+    CircuitBreakerPolicy,
+    HedgePolicy,
+    RateLimitPolicy,
+    RetryPolicy,
+    TimeoutPolicy,
+)
+from seawall.types import InferenceRequest, InferenceResponse, LlmRequest, LlmResponse
+
+__all__ = ["Assembly", "InferencePolicy", "core_policies", "front_policies"]
+
+logger = logging.getLogger("seawall.assemble")
+
+InferencePolicy = Policy[InferenceRequest, InferenceResponse]
+
+
+@dataclass
+class Assembly:
+    """Everything built from one config: the models, and the shared parts the admin API drives."""
+
+    repository: ModelRepository
+    #: Circuit breakers by "model:version", for the admin API and metrics.
+    breakers: dict[str, CircuitBreakerPolicy[Any, Any]] = field(default_factory=dict)
+    #: Bulkheads by "model:version", for metrics.
+    bulkheads: dict[str, BulkheadPolicy[Any, Any]] = field(default_factory=dict)
+    admission: AdmissionPolicy[Any, Any] | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+    #: LLM model groups by the name clients use (`/v1/...`), each a full pipeline.
+    llm: dict[str, Handler[LlmRequest, LlmResponse]] = field(default_factory=dict)
+    #: LLM deployments, loaded at start-up and closed at shutdown with the models.
+    llm_backends: list[LlmBackend] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: What every pipeline shares (keys, admission, rate-limit storage).
+    shared: build.SharedParts | None = None
+
+    async def start(self) -> None:
+        """Load the models and the LLM deployments (failures are recorded, not raised)."""
+        await self.repository.load_all()
+        for backend in self.llm_backends:
+            try:
+                await backend.load()
+            except Exception:  # one bad deployment must not stop the others; groups fail over
+                logger.exception("LLM deployment failed to load", extra={"backend": backend.name})
+
+    async def aclose(self) -> None:
+        """Close the LLM deployments and shared clients (the rate limiter's Redis connection)."""
+        for backend in self.llm_backends:
+            await backend.close()
+        for close in self.closers:
+            await close()
+
+
+def core_policies(
+    where: str,
+    policies: PolicySettings,
+    assembly: Assembly,
+    label: str,
+    clock: Clock,
+    on_event: EventSink,
+) -> list[Any]:
+    """bulkhead → circuit breaker → retry → hedge → timeout, as configured (any request type)."""
+    kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": label}
+    core: list[Any] = []
+    if policies.bulkhead is not None:
+        with build.at(f"{where}.bulkhead"):
+            bulkhead: BulkheadPolicy[Any, Any] = BulkheadPolicy(
+                build.bulkhead(policies.bulkhead), **kw
+            )
+        assembly.bulkheads[label] = bulkhead
+        core.append(bulkhead)
+    if policies.circuit_breaker is not None:
+        with build.at(f"{where}.circuit_breaker"):
+            breaker: CircuitBreakerPolicy[Any, Any] = CircuitBreakerPolicy(
+                build.circuit_breaker(policies.circuit_breaker), **kw
+            )
+        assembly.breakers[label] = breaker
+        core.append(breaker)
+    if policies.retry is not None:
+        with build.at(f"{where}.retry"):
+            core.append(RetryPolicy(build.retry(policies.retry), **kw))
+    if policies.hedge is not None:
+        with build.at(f"{where}.hedge"):
+            core.append(HedgePolicy(build.hedge(policies.hedge), **kw))
+    # Always last: even without a per-call timeout, the request's deadline is enforced.
+    with build.at(f"{where}.timeout"):
+        core.append(TimeoutPolicy(build.timeout(policies.timeout), **kw))
+    return core
+
+
+def front_policies(
+    label: str,
+    policies: PolicySettings,
+    config: SeawallConfig,
+    shared: build.SharedParts,
+    clock: Clock,
+    on_event: EventSink,
+) -> list[Any]:
+    """auth → rate limit → admission, as configured (shared by every kind of model)."""
+    kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": label}
+    front: list[Any] = []
+    if shared.api_keys:
+        with build.at("auth.keys"):  # two keys with one name, or with one secret
+            front.append(AuthPolicy(keys=shared.api_keys, **kw))
+    with build.at(f"ratelimit (model {label})"):
+        limits = build.rate_limits(config.ratelimit, policies.ratelimit)
+        if limits is not None:
+            front.append(RateLimitPolicy(limits, storage=shared.storage, **kw))
+    if shared.admission is not None:
+        front.append(shared.admission)
+    return front

@@ -1,0 +1,109 @@
+"""`relay`: sends a `ChunkStream` to the client as SSE, and stops when the client leaves.
+
+Two tasks run per stream: the pump, which sends each chunk as it arrives, and a watcher, which
+waits on ASGI `receive()` for `http.disconnect` (servers report a client that went away there;
+uvicorn's `send` quietly drops what is written to a closed connection). Whichever ends first
+cancels the other, and `relay` returns only once both have finished and the stream is closed,
+so a departed client frees its upstream connection at once, even while the upstream is silent,
+and no task outlives the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from seawall.errors import SeawallError
+from seawall.gateway.asgi import Receive, Send
+from seawall.gateway.openai.codec import DONE_EVENT, sse_event
+from seawall.gateway.openai.errors import OpenAiError
+from seawall.types import ChunkStream
+
+__all__ = ["CLIENT_CLOSED", "relay"]
+
+logger = logging.getLogger("seawall.gateway")
+
+#: Status recorded for a stream the client left before its end (nginx's 499: client closed).
+CLIENT_CLOSED = 499
+
+
+class _ClientGoneError(Exception):
+    """Sending failed: the connection to the client is closed."""
+
+
+async def relay(
+    stream: ChunkStream, receive: Receive, send: Send, *, internal: Callable[[], OpenAiError]
+) -> int:
+    """Send `stream`'s chunks, then `[DONE]`; the status to record (200, 499 or an error's).
+
+    A failure of the stream ends it with an error event (`internal()` for one that is not a
+    `SeawallError`). The response's start and first chunk are already sent.
+    """
+    pump = asyncio.create_task(_pump(stream, send, internal))
+    watcher = asyncio.create_task(_until_disconnect(receive))
+    tasks = (pump, watcher)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _cancel_all(tasks)
+    if pump.cancelled():
+        return CLIENT_CLOSED
+    return pump.result()
+
+
+async def _pump(stream: ChunkStream, send: Send, internal: Callable[[], OpenAiError]) -> int:
+    try:
+        while True:
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                status, tail = 200, DONE_EVENT
+                break
+            await _send(send, sse_event(chunk), more=True)
+    except _ClientGoneError:
+        return CLIENT_CLOSED
+    except SeawallError as exc:
+        error = OpenAiError.of(exc)
+        status, tail = error.status, sse_event(error.document()) + DONE_EVENT
+    except Exception:  # a bug must cost one stream, never the process
+        logger.exception("unexpected error in an LLM stream")
+        error = internal()
+        status, tail = error.status, sse_event(error.document()) + DONE_EVENT
+    finally:
+        await stream.aclose()  # at once, whatever ended the loop: frees the upstream connection
+    try:
+        await _send(send, tail, more=False)
+    except _ClientGoneError:
+        return CLIENT_CLOSED
+    return status
+
+
+async def _send(send: Send, body: bytes, *, more: bool) -> None:
+    try:
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+    except OSError as exc:  # servers that raise on a closed connection (hypercorn, daphne)
+        raise _ClientGoneError from exc
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _cancel_all(tasks: tuple[asyncio.Task[Any], ...]) -> None:
+    """Cancel the tasks still running and wait until every one has finished."""
+    for task in tasks:
+        task.cancel()
+    interrupted = False
+    while running := [t for t in tasks if not t.done()]:
+        try:
+            await asyncio.wait(running)
+        except asyncio.CancelledError:
+            interrupted = True  # finish the clean-up first, then pass the cancellation on
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so a failure is not logged as never retrieved
+    if interrupted:
+        raise asyncio.CancelledError

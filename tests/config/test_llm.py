@@ -1,0 +1,130 @@
+"""LLM settings: model groups, deployments, failover and fallbacks, with errors at their paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from seawall.config import parse_config
+from seawall.errors import ConfigError
+
+GROUP = """
+llm:
+  models:
+    - name: chat-default
+      deployments:
+        - {name: primary, base_url: "http://127.0.0.1:9001/v1", model: gpt-4o-mini}
+        - {name: secondary, provider: anthropic, base_url: "https://api.anthropic.com",
+           model: claude-3-5-haiku, api_key: "sk-ant-0123456789", tier: 1, weight: 2}
+      fallbacks: [%s]
+    - name: chat-small
+      deployments:
+        - {name: only, base_url: "http://127.0.0.1:9002", model: small}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, environ={})
+    return info.value.problems
+
+
+def test_a_group_with_defaults() -> None:
+    config = parse_config(GROUP % "chat-small", environ={})
+    assert config.llm is not None
+    group = config.llm.models[0]
+    primary, secondary = group.deployments
+    assert (primary.provider, primary.tier, primary.weight) == ("openai", 0, 1.0)
+    assert (secondary.provider, secondary.tier, secondary.weight) == ("anthropic", 1, 2.0)
+    assert primary.timeouts.first_token_ms == 30_000.0
+    assert group.failover.allowed_fails == 1
+    assert group.failover.cooldown_s == 30.0
+    assert group.fallbacks == ["chat-small"]
+
+
+def test_the_api_key_never_shows_in_repr() -> None:
+    config = parse_config(GROUP % "", environ={})
+    assert config.llm is not None
+    assert "sk-ant-0123456789" not in repr(config.llm.models[0].deployments[1])
+
+
+def test_an_unknown_fallback_group_is_refused() -> None:
+    (problem,) = problems(GROUP % "chat-huge")
+    assert problem == "llm: model 'chat-default': fallback to unknown model group(s) chat-huge"
+
+
+def test_a_group_falling_back_to_itself_is_refused() -> None:
+    (problem,) = problems(GROUP % "chat-default")
+    assert problem == "llm.models[0]: model 'chat-default' falls back to itself"
+
+
+def test_deployment_names_are_unique_within_a_group() -> None:
+    text = """
+llm:
+  models:
+    - name: m
+      deployments:
+        - {name: a, base_url: "http://x", model: m}
+        - {name: a, base_url: "http://y", model: m}
+"""
+    (problem,) = problems(text)
+    assert problem == "llm.models[0]: deployment names must be unique: a"
+
+
+def test_group_names_are_unique() -> None:
+    text = """
+llm:
+  models:
+    - {name: m, deployments: [{name: a, base_url: "http://x", model: m}]}
+    - {name: m, deployments: [{name: a, base_url: "http://y", model: m}]}
+"""
+    (problem,) = problems(text)
+    assert problem == "llm: model group names must be unique: m"
+
+
+@pytest.mark.parametrize(
+    ("deployment", "where"),
+    [
+        ('{name: a, base_url: "ftp://x", model: m}', "llm.models[0].deployments[0].base_url"),
+        ('{name: a, base_url: "http://x", model: ""}', "llm.models[0].deployments[0].model"),
+        (
+            '{name: a, base_url: "http://x", model: m, tier: -1}',
+            "llm.models[0].deployments[0].tier",
+        ),
+        (
+            '{name: a, base_url: "http://x", model: m, weight: 0}',
+            "llm.models[0].deployments[0].weight",
+        ),
+        (
+            '{name: a, base_url: "http://x", model: m, provider: azure}',
+            "llm.models[0].deployments[0].provider",
+        ),
+        (
+            '{name: a, base_url: "http://x", model: m, colour: red}',
+            "llm.models[0].deployments[0].colour",
+        ),
+    ],
+)
+def test_bad_deployment_fields_name_their_path(deployment: str, where: str) -> None:
+    text = f"llm:\n  models:\n    - {{name: m, deployments: [{deployment}]}}\n"
+    found = problems(text)
+    assert any(p.startswith(f"{where}: ") for p in found), found
+
+
+def test_group_level_policies_do_not_belong_on_a_deployment() -> None:
+    text = """
+llm:
+  models:
+    - name: m
+      deployments:
+        - name: a
+          base_url: "http://x"
+          model: m
+          policies: {ratelimit: {rate_per_s: 1, burst: 1}}
+"""
+    (problem,) = problems(text)
+    assert problem.startswith("llm.models[0].deployments[0].policies: ratelimit cannot be set")
+
+
+def test_a_group_needs_a_deployment() -> None:
+    found = problems("llm:\n  models:\n    - {name: m, deployments: []}\n")
+    assert found[0].startswith("llm.models[0].deployments: ")
