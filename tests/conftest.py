@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import redis
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from seawall.assemble import assemble
 from seawall.cli.demo import write_demo
@@ -38,6 +42,37 @@ def redis_server() -> str:
     finally:
         client.close()
     return REDIS_SERVER
+
+
+#: The PostgreSQL the tests use (trust auth); each test gets a schema of its own in it.
+POSTGRES_SERVER = os.environ.get(
+    "SEAWALL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh, empty schema, dropped after the test.
+
+    Unique per test, so concurrent runs and tests never see each other's tables. Skips when
+    PostgreSQL is down; fails on CI.
+    """
+    schema = f"seawall_test_{uuid.uuid4().hex[:16]}"
+    statement = sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema))
+    try:
+        with psycopg.connect(POSTGRES_SERVER, connect_timeout=2, autocommit=True) as conn:
+            conn.execute(statement)
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}"
+        if ON_CI:
+            pytest.fail(f"{reason} (CI must run the PostgreSQL tests)")
+        pytest.skip(reason)
+    url = make_url(POSTGRES_SERVER).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    drop = sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema))
+    with psycopg.connect(POSTGRES_SERVER, connect_timeout=2, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(drop)
 
 
 def free_port() -> int:

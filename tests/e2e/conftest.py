@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 from unittest import mock
 
 import httpx
@@ -76,9 +76,11 @@ class GatewayProcess:
     Start-up is detected from uvicorn's "Uvicorn running on" line: configs must log at info.
     """
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log_path
+        #: Variables added to the process's environment (after the `SEAWALL_*` ones are dropped).
+        self.env = dict(env or {})
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -121,7 +123,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_child_env(),
+            env={**_child_env(), **self.env},
         )
 
     def _wait_ready(self) -> bool:
@@ -200,8 +202,12 @@ class GatewayProcess:
             self._log = None
 
 
-#: `launch(config_file)`: a `GatewayProcess` started and ready.
-Launch = Callable[[Path], GatewayProcess]
+class Launch(Protocol):
+    """`launch(config_file, env=None)`: a `GatewayProcess` started and ready."""
+
+    def __call__(self, config: Path, env: Mapping[str, str] | None = None) -> GatewayProcess: ...
+
+
 #: `run(*args)`: `python -m seawall ARGS` run to completion.
 RunSeawall = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -210,8 +216,8 @@ RunSeawall = Callable[..., subprocess.CompletedProcess[str]]
 def _launcher(directory: Path) -> Iterator[Launch]:
     started: list[GatewayProcess] = []
 
-    def launch(config: Path) -> GatewayProcess:
-        gateway = GatewayProcess(config, directory / f"gateway-{len(started)}.log")
+    def launch(config: Path, env: Mapping[str, str] | None = None) -> GatewayProcess:
+        gateway = GatewayProcess(config, directory / f"gateway-{len(started)}.log", env)
         started.append(gateway)
         return gateway.start()
 

@@ -350,3 +350,25 @@ def test_redis_storage_options_are_checked() -> None:
     assert repr(RedisBucketStorage(client)) == (
         "RedisBucketStorage(prefix='seawall:rl:', timeout_s=0.1)"
     )
+
+
+async def test_a_debit_takes_whatever_the_bucket_holds_down_to_minus_the_burst() -> None:
+    clock = FakeClock()
+    store = MemoryBucketStorage(clock=clock)
+    bucket = Bucket("tpm", rate_per_s=10.0, burst=100.0)
+    assert tokens(await store.debit([bucket], 150.0)) == [-50.0]
+    assert tokens(await store.debit([bucket], 500.0)) == [-100.0]  # debt is bounded
+    refused = await store.acquire([bucket], 1.0)
+    assert not refused.allowed
+    assert refused.states[0].wait_s(1.0) == pytest.approx(10.1)
+    clock.advance(10.1)
+    assert (await store.acquire([bucket], 1.0)).allowed
+
+
+async def test_redis_debits_like_memory(storage: RedisBucketStorage) -> None:
+    bucket = Bucket("tpm", rate_per_s=0.001, burst=100.0)
+    debited = await storage.debit([bucket], 130.0)
+    assert debited.allowed
+    assert tokens(debited)[0] == pytest.approx(-30.0, abs=0.01)
+    assert not (await storage.acquire([bucket], 1.0)).allowed
+    assert tokens(await storage.debit([bucket], 1000.0))[0] == pytest.approx(-100.0, abs=0.01)

@@ -1,6 +1,7 @@
 """LLM model groups from configuration: deployments, their pipelines, failover and fallbacks.
 
-Each group's pipeline is `auth → rate limit → admission → model group`, and the model group
+Each group's pipeline is `auth → rate limit → token limit → budget → admission → model group`
+(each as configured), and the model group
 tries its deployments, each behind its own `bulkhead → circuit breaker → retry → timeout`:
 
     chat-default: auth → ratelimit → admission → ModelGroup
@@ -10,7 +11,10 @@ tries its deployments, each behind its own `bulkhead → circuit breaker → ret
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from seawall.assemble import options as build
 from seawall.assemble.parts import Assembly, core_policies, front_policies
@@ -21,7 +25,12 @@ from seawall.clock import Clock
 from seawall.config import SeawallConfig
 from seawall.config.llm import DeploymentSettings, LlmModelSettings
 from seawall.pipeline import EventSink, Handler, Pipeline
+from seawall.policies.budget import BudgetOptions, BudgetPeriod, BudgetPolicy, Price
 from seawall.policies.failover import Deployment, FailoverOptions, ModelGroup
+from seawall.policies.ratelimit import RateLimitOptions
+from seawall.policies.spend import LedgeredSpendStore, RedisSpendStore, SpendStore
+from seawall.policies.tokens import TokenLimitPolicy, per_minute
+from seawall.store import Database, SpendBuffer, SpendLedger
 from seawall.types import LlmRequest, LlmResponse
 
 __all__ = ["assemble_llm", "build_llm_backend"]
@@ -36,6 +45,7 @@ def assemble_llm(
     if config.llm is None:
         return
     assert assembly.shared is not None, "assemble the models first: they build the shared parts"
+    spend = _spend_store(config, assembly, clock, on_event)
     groups: dict[str, ModelGroup[LlmRequest, LlmResponse]] = {}
     for i, settings in enumerate(config.llm.models):
         groups[settings.name] = _group(i, settings, assembly, clock, on_event)
@@ -43,8 +53,15 @@ def assemble_llm(
         group = groups[settings.name]
         # Fallbacks call the other groups' deployments, never their fallbacks: no loops.
         group.fallbacks = tuple((n, groups[n].without_fallbacks) for n in settings.fallbacks)
+        extra = _usage_policies(config, settings, assembly, spend, clock, on_event)
         front = front_policies(
-            settings.name, settings.policies, config, assembly.shared, clock, on_event
+            settings.name,
+            settings.policies,
+            config,
+            assembly.shared,
+            clock,
+            on_event,
+            before_admission=extra,
         )
         assembly.llm[settings.name] = Pipeline(front, group, name=settings.name)
 
@@ -76,6 +93,96 @@ def _group(
         return ModelGroup(
             deployments, options, clock=clock, on_event=on_event, target=settings.name
         )
+
+
+def _usage_policies(
+    config: SeawallConfig,
+    settings: LlmModelSettings,
+    assembly: Assembly,
+    spend: SpendStore | None,
+    clock: Clock,
+    on_event: EventSink,
+) -> list[Any]:
+    """Token limits, then the budget, of one group."""
+    assert config.llm is not None
+    assert assembly.shared is not None
+    kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": settings.name}
+    policies: list[Any] = []
+    if (tpm := settings.tokens_per_minute) is not None:
+        options = RateLimitOptions(
+            key_limit=None if tpm.per_key is None else per_minute(tpm.per_key),
+            model_limit=None if tpm.per_model is None else per_minute(tpm.per_model),
+            key_limits={k: per_minute(v) for k, v in tpm.keys.items()} or None,
+            on_storage_error=config.ratelimit.on_storage_error,  # type: ignore[arg-type]
+        )
+        policies.append(TokenLimitPolicy(options, storage=assembly.shared.storage, **kw))
+    if spend is not None and (budgets := config.llm.budgets) is not None:
+        prices = {
+            f"{group.name}/{d.name}": Price(d.price.input_per_mtok, d.price.output_per_mtok)
+            for group in config.llm.models
+            for d in group.deployments
+        }
+        options_b = BudgetOptions(
+            keys=budgets.keys,
+            default_usd=budgets.default_usd,
+            period=BudgetPeriod(budgets.period),
+            prices=prices,
+        )
+        policies.append(BudgetPolicy(options_b, spend, **kw))
+    return policies
+
+
+def _spend_store(
+    config: SeawallConfig, assembly: Assembly, clock: Clock, on_event: EventSink
+) -> SpendStore | None:
+    """Where budgets add up: Redis when limits are shared, else this process; always the DB."""
+    assert config.llm is not None
+    if config.llm.budgets is None:
+        return None
+    database = Database(config.database_url) if config.database_url else Database.from_env()
+    ledger = SpendLedger(database, clock=clock)
+    buffer = SpendBuffer(ledger, clock=clock, on_event=on_event)
+
+    async def start() -> None:
+        await asyncio.to_thread(database.upgrade)  # migrations: idempotent, safe in parallel
+        await buffer.start()
+
+    assembly.starters.append(start)
+    assembly.closers.extend([buffer.aclose, database.aclose])  # flush, then close
+    view = _LedgerView(ledger, buffer)
+    if config.ratelimit.storage != "redis":
+        return LedgeredSpendStore(view)
+    client = aioredis.Redis.from_url(
+        config.ratelimit.redis_url,
+        socket_timeout=config.ratelimit.redis_timeout_ms / 1000.0,
+        socket_connect_timeout=config.ratelimit.redis_timeout_ms / 1000.0,
+    )
+    redis_store = RedisSpendStore(client, view, clock=clock, on_event=on_event)
+    assembly.closers.append(redis_store.aclose)
+    return redis_store
+
+
+class _LedgerView:
+    """The database's spend as budgets see it: what it holds plus what waits to be written."""
+
+    def __init__(self, ledger: SpendLedger, buffer: SpendBuffer) -> None:
+        self._ledger = ledger
+        self._buffer = buffer
+
+    async def total_usd(self, principal: str, period: str) -> float:
+        written = await self._ledger.total_usd(principal, period)
+        return written + self._buffer.pending_usd(principal, period)
+
+    def record(
+        self,
+        principal: str,
+        period: str,
+        model: str,
+        usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        self._buffer.add(principal, period, model, usd, prompt_tokens, completion_tokens)
 
 
 def build_llm_backend(spec: DeploymentSettings, label: str, clock: Clock) -> LlmBackend:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,15 @@ class Assembly:
     #: LLM deployments, loaded at start-up and closed at shutdown with the models.
     llm_backends: list[LlmBackend] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Run first at start-up, in order (database migrations, background writers).
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: What every pipeline shares (keys, admission, rate-limit storage).
     shared: build.SharedParts | None = None
 
     async def start(self) -> None:
-        """Load the models and the LLM deployments (failures are recorded, not raised)."""
+        """Start shared parts, then load the models and LLM deployments (failures recorded)."""
+        for start in self.starters:
+            await start()
         await self.repository.load_all()
         for backend in self.llm_backends:
             try:
@@ -114,8 +118,10 @@ def front_policies(
     shared: build.SharedParts,
     clock: Clock,
     on_event: EventSink,
+    *,
+    before_admission: Sequence[Any] = (),
 ) -> list[Any]:
-    """auth → rate limit → admission, as configured (shared by every kind of model)."""
+    """auth → rate limit → [before_admission] → admission, as configured (any kind of model)."""
     kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": label}
     front: list[Any] = []
     if shared.api_keys:
@@ -125,6 +131,7 @@ def front_policies(
         limits = build.rate_limits(config.ratelimit, policies.ratelimit)
         if limits is not None:
             front.append(RateLimitPolicy(limits, storage=shared.storage, **kw))
+    front.extend(before_admission)
     if shared.admission is not None:
         front.append(shared.admission)
     return front

@@ -69,6 +69,11 @@ class ModelRepository:
         self._models: dict[str, dict[str, ServedModel]] = {}
         self._defaults: dict[str, str] = {}
 
+    @property
+    def clock(self) -> Clock:
+        """The clock the models' policies were built with."""
+        return self._clock
+
     def add(self, model: ServedModel, *, default: bool = False) -> None:
         """Add a version; the first, or the one marked `default`, serves unversioned calls."""
         versions = self._models.setdefault(model.name, {})

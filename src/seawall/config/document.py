@@ -38,6 +38,9 @@ class SeawallConfig(Settings):
     """Models served by the gateway."""
     llm: LlmSettings | None = None
     """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
+    database_url: str | None = None
+    """Database for spend (and the registry): null reads `SEAWALL_DATABASE_URL`, else
+    `sqlite:///./seawall.db`; PostgreSQL as `postgresql://user@host/db`."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -10,12 +10,14 @@ from seawall.config.base import NAME_PATTERN, Settings
 from seawall.config.policies import PolicySettings, RetryBudgetSettings
 
 __all__ = [
+    "BudgetSettings",
     "DeploymentSettings",
     "FailoverSettings",
     "LlmModelSettings",
     "LlmSettings",
     "LlmTimeoutSettings",
     "PriceSettings",
+    "TokenLimitSettings",
 ]
 
 
@@ -94,6 +96,34 @@ class FailoverSettings(Settings):
     """Failovers allowed as a share of calls (null: no limit)."""
 
 
+class TokenLimitSettings(Settings):
+    """Tokens per minute (prompt and completion) a group may use."""
+
+    per_key: int | None = Field(None, ge=1)
+    """For each API key (callers without a key share one limit)."""
+    per_model: int | None = Field(None, ge=1)
+    """For the whole group, all callers together."""
+    keys: dict[str, int] = {}
+    """Limits for named keys, replacing `per_key` for them."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> TokenLimitSettings:
+        if self.per_key is None and self.per_model is None and not self.keys:
+            raise ValueError("set per_key, per_model or keys")
+        return self
+
+
+class BudgetSettings(Settings):
+    """Dollars each API key may spend on LLM calls per period (priced by `price`)."""
+
+    period: Literal["day", "month"] = "month"
+    """The budget starts again each UTC day or calendar month."""
+    default_usd: float | None = Field(None, ge=0)
+    """Budget of every key not in `keys` (null: unlimited; spend is still recorded)."""
+    keys: dict[str, float] = {}
+    """Budgets of named keys."""
+
+
 class LlmModelSettings(Settings):
     """A model name clients call (`"model": "<name>"`), served by its deployments."""
 
@@ -107,6 +137,8 @@ class LlmModelSettings(Settings):
     """Other model groups tried, in order, when every deployment fails."""
     policies: PolicySettings = PolicySettings()
     """Policies in front of the whole group; only `ratelimit` applies here."""
+    tokens_per_minute: TokenLimitSettings | None = None
+    """Token limits, shared by every replica when `ratelimit.storage` is redis."""
 
     @model_validator(mode="after")
     def _unique_deployments(self) -> LlmModelSettings:
@@ -124,6 +156,8 @@ class LlmSettings(Settings):
 
     models: list[LlmModelSettings] = Field(min_length=1)
     """Model groups."""
+    budgets: BudgetSettings | None = None
+    """Spend budgets per API key, across every group; spend is kept in the database."""
 
     @model_validator(mode="after")
     def _fallbacks_exist(self) -> LlmSettings:

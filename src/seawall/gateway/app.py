@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from seawall.assemble import Assembly
 from seawall.backends import ModelRepository
-from seawall.clock import Clock, SystemClock
+from seawall.clock import Clock
 from seawall.config import ServerSettings
 from seawall.errors import NotFoundError
 from seawall.gateway.admin import ADMIN_PATHS, admin_app
@@ -59,7 +59,7 @@ class Gateway:
         self.assembly = models if isinstance(models, Assembly) else Assembly(models)
         self.repository = self.assembly.repository
         self.settings = settings or ServerSettings()
-        self.clock = clock or SystemClock()
+        self.clock = clock or self.repository.clock
         self.metrics = metrics or GatewayMetrics()
         self.metrics.watch(self.assembly)
         self._admin = admin_app(self.assembly)

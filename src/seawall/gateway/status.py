@@ -23,6 +23,7 @@ from seawall.errors import (
     SeawallError,
     UnauthorizedError,
 )
+from seawall.store.errors import StoreError, StoreUnavailableError
 
 __all__ = ["error_status", "retry_after_header"]
 
@@ -43,6 +44,8 @@ _STATUS: dict[type[SeawallError], int] = {
     BackendTimeoutError: 504,
     BackendError: 502,
     ConfigError: 500,
+    StoreUnavailableError: 503,
+    StoreError: 500,
     SeawallError: 500,
 }
 

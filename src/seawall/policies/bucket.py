@@ -109,6 +109,11 @@ class BucketStorage(Protocol):
         """Take `cost` from all `buckets` if each holds enough, else from none."""
         ...
 
+    async def debit(self, buckets: Sequence[Bucket], cost: float) -> Decision:
+        """Take `cost` from all `buckets` whatever they hold (down to -burst): a charge for
+        what was already used, such as the completion tokens of an answer."""
+        ...
+
 
 class MemoryBucketStorage:
     """Buckets in this process, on the injected clock; every replica has its own."""
@@ -129,14 +134,20 @@ class MemoryBucketStorage:
         return len(self._levels)
 
     async def acquire(self, buckets: Sequence[Bucket], cost: float) -> Decision:
+        return self._decide(buckets, cost, force=False)
+
+    async def debit(self, buckets: Sequence[Bucket], cost: float) -> Decision:
+        return self._decide(buckets, cost, force=True)
+
+    def _decide(self, buckets: Sequence[Bucket], cost: float, *, force: bool) -> Decision:
         # No await in here: the read, the check and the write happen in one step of the loop.
         now = self._clock.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
         levels = [self._level(b, now) for b in buckets]
-        allowed = all(level >= cost for level in levels)
+        allowed = force or all(level >= cost for level in levels)
         if allowed and cost > 0:
-            levels = [level - cost for level in levels]
+            levels = [max(level - cost, -b.burst) for b, level in zip(buckets, levels, strict=True)]
             for b, level in zip(buckets, levels, strict=True):
                 self._levels[b.key] = (level, now, now + (b.burst - level) / b.rate_per_s)
         states = tuple(BucketState(b, lv) for b, lv in zip(buckets, levels, strict=True))
@@ -156,7 +167,9 @@ class MemoryBucketStorage:
             del self._levels[key]
 
 
-# KEYS[i]: a bucket; ARGV[1]: the cost; ARGV[2i], ARGV[2i+1]: rate per second and burst of KEYS[i].
+# KEYS[i]: a bucket; ARGV[1]: the cost; ARGV[2i], ARGV[2i+1]: rate per second and burst of KEYS[i];
+# then the TTL margin in ms, then 1 to take the cost whatever the buckets hold (a debit, down to
+# -burst) or 0 to take it only if every bucket holds it.
 # Replies {allowed (1 or 0), tokens of each bucket after the decision as strings} (a Lua number
 # reply would be truncated to an integer). A refused decision writes nothing: a bucket's level is
 # a function of its last write and the time, so there is nothing to update.
@@ -164,6 +177,8 @@ _DECIDE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cost = tonumber(ARGV[1])
+local margin = tonumber(ARGV[#ARGV - 1])
+local force = tonumber(ARGV[#ARGV])
 local levels = {}
 local allowed = 1
 for i, key in ipairs(KEYS) do
@@ -175,16 +190,16 @@ for i, key in ipairs(KEYS) do
     level = math.min(burst, tonumber(saved[1]) + elapsed * rate)
   end
   levels[i] = level
-  if level < cost then allowed = 0 end
+  if level < cost and force == 0 then allowed = 0 end
 end
 local reply = {allowed}
 for i, key in ipairs(KEYS) do
   if allowed == 1 and cost > 0 then
     local rate, burst = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-    levels[i] = levels[i] - cost
+    levels[i] = math.max(levels[i] - cost, -burst)
     redis.call('HSET', key, 'tokens', string.format('%.17g', levels[i]),
                'ts', string.format('%.6f', now))
-    redis.call('PEXPIRE', key, math.ceil((burst - levels[i]) / rate * 1000) + tonumber(ARGV[#ARGV]))
+    redis.call('PEXPIRE', key, math.ceil((burst - levels[i]) / rate * 1000) + margin)
   end
   reply[i + 1] = string.format('%.17g', levels[i])
 end
@@ -252,6 +267,12 @@ class RedisBucketStorage:
         await self._client.aclose()
 
     async def acquire(self, buckets: Sequence[Bucket], cost: float) -> Decision:
+        return await self._decide(buckets, cost, force=False)
+
+    async def debit(self, buckets: Sequence[Bucket], cost: float) -> Decision:
+        return await self._decide(buckets, cost, force=True)
+
+    async def _decide(self, buckets: Sequence[Bucket], cost: float, *, force: bool) -> Decision:
         now = self._clock.monotonic()
         if now < self._down_until:
             raise BucketStorageError(
@@ -264,7 +285,7 @@ class RedisBucketStorage:
         args: list[str] = [repr(float(cost))]
         for b in buckets:
             args += [repr(float(b.rate_per_s)), repr(float(b.burst))]
-        args.append(str(_TTL_MARGIN_MS))
+        args += [str(_TTL_MARGIN_MS), "1" if force else "0"]
         try:
             async with self._clock.timeout(self._timeout_s):
                 reply = await self._script(keys=keys, args=args)

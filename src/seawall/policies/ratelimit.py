@@ -123,6 +123,9 @@ class RateLimitOptions:
     on_storage_error: OnStorageError = DEFAULT_ON_STORAGE_ERROR
     #: Seconds between two warnings logged about a failing storage.
     warn_interval_s: float = DEFAULT_WARN_INTERVAL_S
+    #: What a unit is, when not requests: prefixes the bucket keys (`tokens:key:app`) and
+    #: suffixes the headers (`x-ratelimit-remaining-tokens`), as OpenAI names them.
+    unit: str = ""
 
     def __post_init__(self) -> None:
         limits = (self.key_limit, self.model_limit, self.global_limit)
@@ -213,18 +216,23 @@ class RateLimitPolicy(Generic[RequestT, ResponseT]):
         named = self._buckets(ctx.principal)
         cost = self._cost(request)
         decision = await self._decide(named, cost, ctx)
-        _set_headers(ctx, decision)
+        _set_headers(ctx, decision, self._suffix)
         if not decision.allowed:
             raise self._refusal(named, decision)
         return await call_next(request, ctx)
 
+    @property
+    def _suffix(self) -> str:
+        return f"-{self.options.unit}" if self.options.unit else ""
+
     def _shared_buckets(self) -> list[_Named]:
         out = []
+        prefix = f"{self.options.unit}:" if self.options.unit else ""
         if (limit := self.options.model_limit) is not None:
-            key = f"model:{self.target}"
+            key = f"{prefix}model:{self.target}"
             out.append(_Named(Bucket(key, limit.rate_per_s, limit.burst), Scope.MODEL, self.target))
         if (limit := self.options.global_limit) is not None:
-            bucket = Bucket("global", limit.rate_per_s, limit.burst)
+            bucket = Bucket(f"{prefix}global", limit.rate_per_s, limit.burst)
             out.append(_Named(bucket, Scope.GLOBAL, "global"))
         return out
 
@@ -235,6 +243,8 @@ class RateLimitPolicy(Generic[RequestT, ResponseT]):
             return self._shared
         # A key literally named "anonymous" must not share the anonymous callers' bucket.
         key = f"key:{principal}" if principal else ANONYMOUS
+        if self.options.unit:
+            key = f"{self.options.unit}:{key}"
         mine = _Named(Bucket(key, limit.rate_per_s, limit.burst), Scope.KEY, name)
         return (mine, *self._shared)
 
@@ -302,7 +312,7 @@ class RateLimitPolicy(Generic[RequestT, ResponseT]):
     ) -> Exception:
         wait = max(exc.retry_in_s, 0.0)
         tightest = min(buckets, key=lambda b: b.burst)
-        ctx.response_headers.update(_header_values(tightest.burst, 0.0, wait))
+        ctx.response_headers.update(_header_values(tightest.burst, 0.0, wait, self._suffix))
         return OverloadedError(
             f"model {self.target!r}: the rate-limit storage is unavailable and the policy "
             f"fails closed; retry in {wait:.3f} s",
@@ -341,16 +351,17 @@ def _describe(named: _Named) -> str:
 _EPSILON = 1e-9
 
 
-def _set_headers(ctx: CallContext, decision: Decision) -> None:
+def _set_headers(ctx: CallContext, decision: Decision, suffix: str = "") -> None:
     if not decision.states:
         return
     state = decision.blocking() or min(decision.states, key=lambda s: (s.tokens, s.bucket.burst))
-    ctx.response_headers.update(_header_values(state.bucket.burst, state.tokens, state.full_in_s()))
+    headers = _header_values(state.bucket.burst, state.tokens, state.full_in_s(), suffix)
+    ctx.response_headers.update(headers)
 
 
-def _header_values(limit: float, tokens: float, reset_s: float) -> dict[str, str]:
+def _header_values(limit: float, tokens: float, reset_s: float, suffix: str = "") -> dict[str, str]:
     return {
-        "x-ratelimit-limit": str(math.floor(limit + _EPSILON)),
-        "x-ratelimit-remaining": str(max(0, math.floor(tokens + _EPSILON))),
-        "x-ratelimit-reset": str(max(0, math.ceil(reset_s - _EPSILON))),
+        f"x-ratelimit-limit{suffix}": str(math.floor(limit + _EPSILON)),
+        f"x-ratelimit-remaining{suffix}": str(max(0, math.floor(tokens + _EPSILON))),
+        f"x-ratelimit-reset{suffix}": str(max(0, math.ceil(reset_s - _EPSILON))),
     }

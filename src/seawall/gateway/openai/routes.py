@@ -55,7 +55,7 @@ from seawall.gateway.openai.codec import (
     sse_event,
 )
 from seawall.gateway.openai.errors import OpenAiError, unknown_model
-from seawall.gateway.openai.stream import CLIENT_CLOSED, relay
+from seawall.gateway.openai.stream import CLIENT_CLOSED, relay, unless_disconnected
 from seawall.types import LlmKind, LlmRequest, LlmResponse, Usage
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class OpenAiRoutes:
             request = decode_request(kind, document)
             called = time.perf_counter()
             try:
-                response = await handler(request, exchange.ctx)
+                response = await unless_disconnected(handler(request, exchange.ctx), receive)
             finally:
                 exchange.pipeline_s = time.perf_counter() - called
             if request.stream:

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from seawall.errors import SeawallError
-from seawall.gateway.asgi import Receive, Send
+from seawall.gateway.asgi import ClientDisconnectedError, Receive, Send
 from seawall.gateway.openai.codec import DONE_EVENT, sse_event
 from seawall.gateway.openai.errors import OpenAiError
 from seawall.types import ChunkStream
 
-__all__ = ["CLIENT_CLOSED", "relay"]
+__all__ = ["CLIENT_CLOSED", "relay", "unless_disconnected"]
 
 logger = logging.getLogger("seawall.gateway")
+
+T = TypeVar("T")
 
 #: Status recorded for a stream the client left before its end (nginx's 499: client closed).
 CLIENT_CLOSED = 499
@@ -51,6 +53,29 @@ async def relay(
     if pump.cancelled():
         return CLIENT_CLOSED
     return pump.result()
+
+
+async def unless_disconnected(call: Awaitable[T], receive: Receive) -> T:
+    """Await `call`, but cancel it and raise `ClientDisconnectedError` if the client leaves first.
+
+    Used around the pipeline: before its first chunk an LLM call may wait for tens of seconds,
+    and an abandoned call must not keep its upstream connection (nor count as the deployment
+    failing, and be failed over, for a client that is gone). The request body has been read,
+    so the next `receive()` only ever reports the disconnect.
+    """
+    work: asyncio.Task[T] = asyncio.ensure_future(call)
+    watcher = asyncio.create_task(_until_disconnect(receive))
+    tasks = (work, watcher)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not work.done():
+            work.cancel()
+        watcher.cancel()
+        await _cancel_all(tasks)
+    if work.cancelled():
+        raise ClientDisconnectedError
+    return work.result()
 
 
 async def _pump(stream: ChunkStream, send: Send, internal: Callable[[], OpenAiError]) -> int:

@@ -1,0 +1,1 @@
+"""Alembic migrations of seawall's tables (run by `seawall.store.migrate`, never imported)."""

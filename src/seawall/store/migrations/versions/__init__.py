@@ -1,0 +1,1 @@
+"""One module per schema revision, oldest first: `vNNNN_<what>.py` holds revision `NNNN`."""
