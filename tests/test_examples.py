@@ -15,7 +15,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-async def test_example_starts_with_every_model_ready(path: Path, demo_dir: Path) -> None:
+async def test_example_starts_with_every_model_ready(
+    path: Path, demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEAWALL_DATABASE_URL", f"sqlite:///{tmp_path / 'seawall.db'}")
     environ = {
         "SEAWALL_DEMO_DIR": str(demo_dir),
         "SEAWALL_EXAMPLE_KEY": "example-key-0123456789",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from seawall.assemble import assemble
+from seawall.assemble import assemble, open_database
 from seawall.backends.openai import AnthropicBackend, OpenAiBackend
 from seawall.clock import FakeClock
 from seawall.config import parse_config
 from seawall.errors import ConfigError
+from seawall.policies.budget import BudgetPolicy, Price
 from seawall.policies.failover import ModelGroup
+from seawall.store import migrate
 
 CONFIG = """
 auth: {keys: [{name: app, key: "app-secret-0123456789"}]}
@@ -69,3 +73,62 @@ def test_no_llm_section_no_groups() -> None:
     assembly = assemble(parse_config("models: []", environ={}))
     assert assembly.llm == {}
     assert assembly.llm_backends == []
+
+
+USAGE = """
+auth: {keys: [{name: app, key: "app-secret-0123456789"}]}
+database_url: sqlite:///state/spend.db
+llm:
+  budgets: {default_usd: 1.0}
+  models:
+    - name: chat-default
+      tokens_per_minute: {per_key: 1000}
+      deployments:
+        - {name: primary, base_url: "http://127.0.0.1:9001/v1", model: m,
+           price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}
+"""
+
+
+def test_token_limits_and_budgets_run_before_the_group(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    config = parse_config(USAGE, environ={}, base_dir=tmp_path)
+    assembly = assemble(config, clock=FakeClock())
+    assert repr(assembly.llm["chat-default"]) == (
+        "Pipeline(chat-default: auth → token_limit → budget → model_group)"
+    )
+    budget = assembly.llm["chat-default"].policies[-1]
+    assert isinstance(budget, BudgetPolicy)
+    assert budget.options.prices["chat-default/primary"] == Price(1.0, 2.0)
+
+
+async def test_the_spend_database_is_migrated_at_start_relative_to_the_config(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "state").mkdir()
+    config = parse_config(USAGE, environ={}, base_dir=tmp_path)
+    assembly = assemble(config, clock=FakeClock())
+    await assembly.start()
+    await assembly.aclose()
+    database = open_database(config)
+    try:
+        assert database.revision() == migrate.head()
+        assert database.url == f"sqlite:///{tmp_path / 'state' / 'spend.db'}"
+    finally:
+        database.close()
+
+
+def test_without_budgets_no_database_is_opened(tmp_path: Path) -> None:
+    text = USAGE.replace("  budgets: {default_usd: 1.0}\n", "").replace(
+        "sqlite:///state/spend.db", "sqlite:///nowhere/spend.db"
+    )
+    assembly = assemble(parse_config(text, environ={}, base_dir=tmp_path), clock=FakeClock())
+    assert assembly.starters == []
+    assert repr(assembly.llm["chat-default"]).endswith("token_limit → model_group)")
+
+
+def test_shutdown_waits_for_stream_spend_before_flushing(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    assembly = assemble(parse_config(USAGE, environ={}, base_dir=tmp_path), clock=FakeClock())
+    budget = assembly.llm["chat-default"].policies[-1]
+    assert isinstance(budget, BudgetPolicy)
+    assert assembly.closers[0] == budget.drain

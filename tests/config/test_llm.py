@@ -128,3 +128,53 @@ llm:
 def test_a_group_needs_a_deployment() -> None:
     found = problems("llm:\n  models:\n    - {name: m, deployments: []}\n")
     assert found[0].startswith("llm.models[0].deployments: ")
+
+
+USAGE = """
+llm:
+  budgets: %s
+  models:
+    - name: m
+      deployments: [{name: a, base_url: "http://x", model: m}]
+      tokens_per_minute: %s
+"""
+
+
+def test_budgets_and_token_limits_parse() -> None:
+    text = USAGE % (
+        "{period: day, default_usd: 5, keys: {team-a: 100}}",
+        "{per_key: 10000, per_model: 50000, keys: {team-a: 40000}}",
+    )
+    config = parse_config(text, environ={})
+    assert config.llm is not None
+    assert config.llm.budgets is not None
+    assert (config.llm.budgets.period, config.llm.budgets.default_usd) == ("day", 5.0)
+    assert config.llm.budgets.keys == {"team-a": 100.0}
+    tpm = config.llm.models[0].tokens_per_minute
+    assert tpm is not None
+    assert (tpm.per_key, tpm.per_model, tpm.keys) == (10_000, 50_000, {"team-a": 40_000})
+
+
+def test_a_budget_is_monthly_and_unlimited_by_default() -> None:
+    config = parse_config(USAGE % ("{}", "{per_key: 1}"), environ={})
+    assert config.llm is not None
+    assert config.llm.budgets is not None
+    assert (config.llm.budgets.period, config.llm.budgets.default_usd) == ("month", None)
+
+
+@pytest.mark.parametrize(
+    ("budgets", "tpm", "where"),
+    [
+        ("{period: week}", "{per_key: 1}", "llm.budgets.period"),
+        ("{default_usd: -1}", "{per_key: 1}", "llm.budgets.default_usd"),
+        ("{keys: {a: -0.5}}", "{per_key: 1}", "llm.budgets.keys.a"),
+        ("{keys: {a: .nan}}", "{per_key: 1}", "llm.budgets.keys.a"),
+        ("{}", "{keys: {a: 0}}", "llm.models[0].tokens_per_minute.keys.a"),
+        ("{}", "{per_key: 0}", "llm.models[0].tokens_per_minute.per_key"),
+        ("{}", "{}", "llm.models[0].tokens_per_minute"),
+        ("{}", "{per_minute: 5}", "llm.models[0].tokens_per_minute.per_minute"),
+    ],
+)
+def test_bad_usage_limits_name_their_path(budgets: str, tpm: str, where: str) -> None:
+    found = problems(USAGE % (budgets, tpm))
+    assert any(p.startswith(f"{where}: ") for p in found), found

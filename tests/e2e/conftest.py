@@ -124,6 +124,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**_child_env(), **self.env},
+            cwd=self.log_path.parent,  # files a config leaves to the default place stay there
         )
 
     def _wait_ready(self) -> bool:

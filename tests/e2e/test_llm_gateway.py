@@ -730,6 +730,47 @@ def test_the_example_config_serves_chat_default(launch: Launch, fakes: Fakes) ->
         other.chat.completions.create(model="chat-default", messages=MESSAGES)
 
 
+def test_the_example_consumer_is_held_to_its_budget(
+    launch: Launch, fakes: Fakes, tmp_path: Path
+) -> None:
+    key = "example-key-0123456789abcdef"
+    gateway = launch(
+        ROOT / "examples" / "llm-failover.yaml",
+        env={
+            "PRIMARY_BASE_URL": f"{fakes.primary.url}/v1",
+            "SECONDARY_BASE_URL": f"{fakes.secondary.url}/v1",
+            "SEAWALL_EXAMPLE_KEY": key,
+            "SEAWALL_EXAMPLE_BUDGET_USD": "0.000001",  # one call's worth at the example's prices
+        },
+    )
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+        client.chat.completions.create(model="chat-default", messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="chat-default", messages=MESSAGES)
+    assert refused.value.code == "insufficient_quota"
+    assert "example-consumer" in refused.value.message
+    assert int(refused.value.response.headers["retry-after"]) > 0
+    assert fakes.primary.stats()["calls"] == 1  # the refused call never reached a provider
+
+    database = f"sqlite:///{gateway.log_path.parent / 'seawall.db'}"
+    deadline = time.monotonic() + 10.0
+    while True:  # the spend buffer writes within a second or so
+        shown = subprocess.run(
+            [sys.executable, "-m", "seawall", "db", "spend", "example-consumer", "--url", database],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if "chat-default/primary" in shown.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert shown.returncode == 0, shown.stderr
+    row = next(line.split() for line in shown.stdout.splitlines() if "primary" in line)
+    assert row[0] == "chat-default/primary"
+    assert float(row[1]) > 0
+    assert row[4] == "1"
+
+
 # -- token and budget limits shared by two gateways through Redis ------------------------------
 
 SHARED = """\

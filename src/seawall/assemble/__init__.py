@@ -4,7 +4,8 @@ Every backend kind and policy kind named in config is resolved here, once, at st
 rest of seawall receives built objects and never switches on strings.
 """
 
+from seawall.assemble.llm import open_database
 from seawall.assemble.parts import Assembly
 from seawall.assemble.pipelines import assemble, build_backend
 
-__all__ = ["Assembly", "assemble", "build_backend"]
+__all__ = ["Assembly", "assemble", "build_backend", "open_database"]

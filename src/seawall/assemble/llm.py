@@ -33,7 +33,7 @@ from seawall.policies.tokens import TokenLimitPolicy, per_minute
 from seawall.store import Database, SpendBuffer, SpendLedger
 from seawall.types import LlmRequest, LlmResponse
 
-__all__ = ["assemble_llm", "build_llm_backend"]
+__all__ = ["assemble_llm", "build_llm_backend", "open_database"]
 
 LlmHandler = Handler[LlmRequest, LlmResponse]
 
@@ -128,8 +128,19 @@ def _usage_policies(
             period=BudgetPeriod(budgets.period),
             prices=prices,
         )
-        policies.append(BudgetPolicy(options_b, spend, **kw))
+        budget = BudgetPolicy(options_b, spend, **kw)
+        # At shutdown the records of finished streams go in before the spend buffer flushes.
+        assembly.closers.insert(0, budget.drain)
+        policies.append(budget)
     return policies
+
+
+def open_database(config: SeawallConfig) -> Database:
+    """The config's `database_url` (an SQLite path relative to the config file's directory),
+    else `SEAWALL_DATABASE_URL`, else `./seawall.db`."""
+    if config.database_url:
+        return Database(config.database_url, cwd=config.base_dir)
+    return Database.from_env()
 
 
 def _spend_store(
@@ -139,7 +150,7 @@ def _spend_store(
     assert config.llm is not None
     if config.llm.budgets is None:
         return None
-    database = Database(config.database_url) if config.database_url else Database.from_env()
+    database = open_database(config)
     ledger = SpendLedger(database, clock=clock)
     buffer = SpendBuffer(ledger, clock=clock, on_event=on_event)
 

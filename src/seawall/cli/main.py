@@ -1,4 +1,4 @@
-"""`seawall`: serve, demo, config, version."""
+"""`seawall`: serve, demo, config, db, version."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 
 from seawall import __version__
 from seawall.cli.configcmd import config_app, load_or_exit
+from seawall.cli.dbcmd import db_app
 from seawall.cli.demo import demo
 
 __all__ = ["app", "main"]
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
 app.command()(demo)
 
 

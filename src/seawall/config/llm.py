@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -103,7 +103,7 @@ class TokenLimitSettings(Settings):
     """For each API key (callers without a key share one limit)."""
     per_model: int | None = Field(None, ge=1)
     """For the whole group, all callers together."""
-    keys: dict[str, int] = {}
+    keys: dict[str, Annotated[int, Field(ge=1)]] = {}
     """Limits for named keys, replacing `per_key` for them."""
 
     @model_validator(mode="after")
@@ -118,9 +118,9 @@ class BudgetSettings(Settings):
 
     period: Literal["day", "month"] = "month"
     """The budget starts again each UTC day or calendar month."""
-    default_usd: float | None = Field(None, ge=0)
+    default_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     """Budget of every key not in `keys` (null: unlimited; spend is still recorded)."""
-    keys: dict[str, float] = {}
+    keys: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
     """Budgets of named keys."""
 
 
