@@ -1,6 +1,7 @@
 # seawall: two commands on a fresh machine.
 #   make run   create .venv, install, write the demo models, start the gateway on 127.0.0.1:8000
 #   make test  install dev dependencies, then ruff, mypy --strict, import contracts and pytest
+#   make bench the benchmarks in benchmarks/ (~40 min; needs the harness in ../shared/bench)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ PORT   ?= 8000
 DEMO   ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck contracts pytest demo clean
+.PHONY: run test lint typecheck contracts pytest demo clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,16 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck contracts pytest
+
+BENCH_HARNESS ?= ../shared/bench
+
+bench: $(VENV)/.installed-dev
+	bash $(BENCH_HARNESS)/setup_peers.sh
+	SEAWALL_BENCH_HARNESS=$(abspath $(BENCH_HARNESS)) $(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/batching.py
+	$(BIN)/python benchmarks/overload.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/results.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .mypy_cache .pytest_cache .ruff_cache .hypothesis

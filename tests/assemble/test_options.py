@@ -19,6 +19,7 @@ from seawall.config.policies import (
     FALLBACK_TRIGGERS,
     AdmissionSettings,
     ApiKeySettings,
+    BatchingSettings,
     BulkheadSettings,
     CircuitBreakerSettings,
     FallbackSettings,
@@ -45,6 +46,7 @@ from seawall.pipeline import discard
 from seawall.policies import (
     AdmissionOptions,
     ApiKey,
+    BatchingOptions,
     BulkheadOptions,
     CachedAlternative,
     CircuitBreakerOptions,
@@ -162,6 +164,24 @@ def test_bulkhead_and_hedge_map_ms_to_seconds() -> None:
     assert build.hedge(HedgeSettings()).delay_s is None  # adaptive
 
 
+def test_batching_maps_ms_to_seconds_and_keeps_rows() -> None:
+    settings = BatchingSettings(
+        max_batch_size=64,
+        max_wait_ms=2.5,
+        max_queue_rows=512,
+        max_concurrent_batches=2,
+        adaptive=True,
+    )
+    assert build.batching(settings) == BatchingOptions(
+        max_batch_size=64,
+        max_wait_s=0.0025,
+        max_queue_rows=512,
+        max_concurrent_batches=2,
+        adaptive=True,
+    )
+    assert build.batching(BatchingSettings(max_wait_ms=0)).max_wait_s == 0.0
+
+
 def test_admission_maps_ms_to_seconds_and_class_capacity() -> None:
     settings = AdmissionSettings.model_validate(
         {
@@ -194,8 +214,9 @@ def test_a_partial_class_capacity_keeps_the_policy_defaults_for_the_rest() -> No
         (build.bulkhead(BulkheadSettings()), BulkheadOptions()),
         (build.hedge(HedgeSettings()), HedgeOptions()),
         (build.admission(AdmissionSettings()), AdmissionOptions()),
+        (build.batching(BatchingSettings()), BatchingOptions()),
     ],
-    ids=["retry", "circuit_breaker", "bulkhead", "hedge", "admission"],
+    ids=["retry", "circuit_breaker", "bulkhead", "hedge", "admission", "batching"],
 )
 def test_config_defaults_are_the_policies_own_defaults(
     mapped: object, policy_default: object

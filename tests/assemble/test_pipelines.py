@@ -42,6 +42,8 @@ from seawall.errors import (
 from seawall.pipeline import Pipeline
 from seawall.policies import (
     AdmissionPolicy,
+    BatchExecuted,
+    BatchingOptions,
     BulkheadPolicy,
     CircuitState,
     FallbackPolicy,
@@ -843,3 +845,90 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# --- batching -------------------------------------------------------------------------------
+
+BATCHING = """
+models:
+  - name: m
+    backend: {kind: mock, latency_ms: 10}
+    policies:
+      bulkhead: {max_concurrent: 64}
+      timeout: {timeout_ms: 1000}
+      batching: {max_batch_size: 8, max_wait_ms: 2, max_queue_rows: 16, adaptive: true}
+  - name: plain
+    backend: {kind: mock}
+    policies: {fallback: {chain: [{model: m}]}}
+"""
+
+
+def test_the_batcher_is_the_innermost_policy_and_kept_for_metrics(tmp_path: Path) -> None:
+    assembly = assemble(config(BATCHING, tmp_path), clock=FakeClock())
+
+    assert repr(pipeline_of(assembly, "m")) == (
+        "Pipeline(m:1: validation → bulkhead → timeout → batching → mock:m)"
+    )
+    assert list(assembly.batchers) == ["m:1"]
+    batcher = assembly.batchers["m:1"]
+    assert batcher in pipeline_of(assembly, "m").policies
+    assert (batcher.target, batcher.options) == (
+        "m:1",
+        BatchingOptions(max_batch_size=8, max_wait_s=0.002, max_queue_rows=16, adaptive=True),
+    )
+    # A fallback to m goes through m's inner chain, batcher included.
+    (fallback,) = [
+        p for p in pipeline_of(assembly, "plain").policies if isinstance(p, FallbackPolicy)
+    ]
+    (alternative,) = fallback.alternatives
+    assert isinstance(alternative, ModelAlternative)
+    assert repr(alternative.handler) == (
+        "Pipeline(m:1 (inner): validation → bulkhead → timeout → batching → mock:m)"
+    )
+
+
+async def test_concurrent_calls_reach_the_backend_as_one_batch(tmp_path: Path) -> None:
+    clock = FakeClock()
+    events: list[Any] = []
+    assembly = await loaded(BATCHING, tmp_path, clock, on_event=events.append)
+    handler = assembly.repository.get("m").handler
+    rows = [[[float(i), 0.5]] for i in range(6)]
+    tasks = [asyncio.create_task(handler(request("m", r), CallContext.new())) for r in rows]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    clock.advance(0.002)  # the wait for companions
+    for _ in range(10):
+        await asyncio.sleep(0)
+    clock.advance(0.01)  # the mock's latency
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+    assert mock_of(assembly, "m").stats.calls == 1
+    assert [t.result().outputs[0].data.tolist() for t in tasks] == rows
+    (executed,) = [e for e in events if isinstance(e, BatchExecuted)]
+    assert (executed.target, executed.requests, executed.rows) == ("m:1", 6, 6)
+
+
+async def test_an_oip_model_batches_calls_into_one_upstream_request(tmp_path: Path) -> None:
+    calls: list[bytes] = []
+    runner = await metadata_and_echo_upstream(calls)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    text = f"""
+models:
+  - name: front
+    backend: {{kind: oip, model: iris, endpoints: [{{url: "{url}"}}], health_check: null}}
+    policies: {{batching: {{max_batch_size: 16, max_wait_ms: 50}}}}
+"""
+    assembly = assemble(config(text, tmp_path))
+    await assembly.repository.load_all()
+    try:
+        rows = [[[float(i), 1.0, 2.0, 3.0]] for i in range(5)]
+        responses = await asyncio.gather(
+            *(call(assembly.repository, request("front", r, np.float64)) for r in rows)
+        )
+        assert [r.outputs[0].data.tolist() for r in responses] == rows
+        assert len(calls) == 1
+        assert orjson.loads(calls[0])["inputs"][0]["shape"] == [5, 4]
+    finally:
+        await assembly.repository.close_all()
+        await runner.cleanup()

@@ -145,6 +145,19 @@ async def test_reloading_clears_the_previous_failure() -> None:
     assert (model.state, model.reason) == (ModelState.READY, "")
 
 
+async def test_the_generation_counts_successful_loads_only() -> None:
+    flaky, steady = served("m", "1", FailsOnce()), served("m", "2")
+    repository = ModelRepository()
+    repository.add(flaky)
+    repository.add(steady)
+    assert (flaky.generation, steady.generation) == (0, 0)
+
+    await repository.load_all()
+    assert (flaky.generation, steady.generation) == (0, 1)
+    await repository.load_all()  # a reload: answers cached for generation 1 are stale now
+    assert (flaky.generation, steady.generation) == (1, 2)
+
+
 def test_check_ready_while_loading_says_so_and_suggests_a_retry() -> None:
     model = served("m", "3")
     with pytest.raises(ModelNotReadyError) as raised:

@@ -29,15 +29,25 @@ models:
 def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[SeawallConfig, str | None, int | None]]:
     """Replaces the real server: records what `seawall serve` would start, returns 0."""
     calls: list[tuple[SeawallConfig, str | None, int | None]] = []
+    workers_seen.clear()
 
     def fake_serve(
-        config: SeawallConfig, *, host: str | None = None, port: int | None = None
+        config: SeawallConfig,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        workers: int | None = None,
     ) -> int:
         calls.append((config, host, port))
+        workers_seen.append(workers)
         return 0
 
     monkeypatch.setattr(server_module, "serve", fake_serve)
     return calls
+
+
+#: The `workers` each faked `serve` call got (None: the config's).
+workers_seen: list[int | None] = []
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -93,6 +103,15 @@ def test_serve_passes_host_and_port_overrides(
 
     assert result.exit_code == 0, result.stderr
     assert [(host, port) for _, host, port in served] == [("0.0.0.0", 9000)]
+
+
+def test_serve_passes_the_worker_count(
+    tmp_path: Path, served: list[tuple[SeawallConfig, str | None, int | None]]
+) -> None:
+    config = str(write(tmp_path, VALID))
+    assert runner.invoke(app, ["serve", "-c", config, "--workers", "3"]).exit_code == 0
+    assert runner.invoke(app, ["serve", "-c", config]).exit_code == 0
+    assert workers_seen == [3, None]
 
 
 def test_serve_reads_environment_overrides(

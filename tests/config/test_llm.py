@@ -125,6 +125,27 @@ llm:
     assert problem.startswith("llm.models[0].deployments[0].policies: ratelimit cannot be set")
 
 
+def test_a_cache_belongs_on_the_group_not_on_a_deployment() -> None:
+    text = """
+llm:
+  models:
+    - name: m
+      policies: {cache: {ttl_s: 60, llm: always}}
+      deployments:
+        - name: a
+          base_url: "http://x"
+          model: m
+          policies: {cache: %s}
+"""
+    (problem,) = problems(text % "{ttl_s: 60}")
+    assert problem.startswith("llm.models[0].deployments[0].policies: cache cannot be set")
+    config = parse_config(text % "null", environ={})
+    assert config.llm is not None
+    cache = config.llm.models[0].policies.cache
+    assert cache is not None
+    assert (cache.ttl_s, cache.llm) == (60, "always")
+
+
 def test_a_group_needs_a_deployment() -> None:
     found = problems("llm:\n  models:\n    - {name: m, deployments: []}\n")
     assert found[0].startswith("llm.models[0].deployments: ")
@@ -178,3 +199,26 @@ def test_a_budget_is_monthly_and_unlimited_by_default() -> None:
 def test_bad_usage_limits_name_their_path(budgets: str, tpm: str, where: str) -> None:
     found = problems(USAGE % (budgets, tpm))
     assert any(p.startswith(f"{where}: ") for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("group", "deployment", "where"),
+    [
+        ("{}", "{batching: {}}", "llm.models[0].deployments[0].policies"),
+        ("{batching: {max_batch_size: 8}}", "{}", "llm.models[0].policies"),
+    ],
+)
+def test_batching_is_refused_on_llm_groups_and_deployments(
+    group: str, deployment: str, where: str
+) -> None:
+    text = f"""
+llm:
+  models:
+    - name: m
+      policies: {group}
+      deployments:
+        - {{name: a, base_url: "http://x", model: m, policies: {deployment}}}
+"""
+    assert problems(text) == [
+        f"{where}: batching applies to tensor models (`models:`), not to LLM calls"
+    ]

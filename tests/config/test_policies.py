@@ -14,8 +14,10 @@ from seawall.config.base import Settings
 from seawall.config.policies import (
     AdmissionSettings,
     ApiKeySettings,
+    BatchingSettings,
     BulkheadSettings,
     CachedAlternativeSettings,
+    CacheSettings,
     CircuitBreakerSettings,
     FallbackSettings,
     FunctionAlternativeSettings,
@@ -122,6 +124,20 @@ def one_model(policies: str, extra: str = "") -> str:
             {"cached": True, "max_entries": 1024, "ttl_s": None},
         ),
         (
+            CacheSettings(),
+            {
+                "ttl_s": 300.0,
+                "max_entries": 10_000,
+                "max_bytes": 64 * 1024 * 1024,
+                "max_entry_bytes": 1024 * 1024,
+                "storage": "memory",
+                "redis_url": None,
+                "redis_timeout_ms": 50.0,
+                "coalesce": True,
+                "llm": "deterministic_only",
+            },
+        ),
+        (
             PolicySettings(),
             dict.fromkeys(
                 [
@@ -132,6 +148,8 @@ def one_model(policies: str, extra: str = "") -> str:
                     "bulkhead",
                     "hedge",
                     "fallback",
+                    "batching",
+                    "cache",
                 ]
             ),
         ),
@@ -235,6 +253,14 @@ REFUSED = [
     (CachedAlternativeSettings, "max_entries", 0),
     (CachedAlternativeSettings, "ttl_s", 0),
     (StaticAlternativeSettings, "static", []),
+    (CacheSettings, "ttl_s", 0),
+    (CacheSettings, "ttl_s", float("inf")),
+    (CacheSettings, "max_entries", 0),
+    (CacheSettings, "max_bytes", 0),
+    (CacheSettings, "max_entry_bytes", 0),
+    (CacheSettings, "storage", "disk"),
+    (CacheSettings, "redis_timeout_ms", 0),
+    (CacheSettings, "llm", "sometimes"),
 ]
 
 
@@ -696,3 +722,111 @@ def test_per_key_rate_limits_must_name_configured_keys() -> None:
     assert parse(keys + limits % "app").ratelimit.keys == {
         "app": RateLimitSettings(rate_per_s=1, burst=1)
     }
+
+
+# --- response cache -----------------------------------------------------------------------
+
+
+def test_a_cache_in_policy_defaults_applies_to_every_model_unless_turned_off() -> None:
+    text = """
+policy_defaults: {cache: {ttl_s: 60, storage: redis, redis_url: "redis://cache:6379/1"}}
+models:
+  - {name: a, backend: {kind: mock}}
+  - {name: b, backend: {kind: mock}, policies: {cache: null}}
+  - {name: c, backend: {kind: mock}, policies: {cache: {llm: always}}}
+"""
+    config = parse(text)
+    a, b, c = (config.policies_for(m).cache for m in config.models)
+    assert a == CacheSettings(ttl_s=60, storage="redis", redis_url="redis://cache:6379/1")
+    assert b is None
+    assert c == CacheSettings(llm="always")  # a model's section replaces the default whole
+
+
+def test_a_cache_entry_larger_than_the_memory_cache_is_refused_at_its_path() -> None:
+    found = problems(one_model("{cache: {max_bytes: 1000, max_entry_bytes: 1001}}"))
+    assert found == [
+        "models[0].policies.cache: max_entry_bytes (1001) is larger than max_bytes (1000): "
+        "no answer that size could be kept"
+    ]
+    # In Redis, max_bytes does not apply (Redis's own maxmemory bounds it).
+    redis = parse(one_model("{cache: {storage: redis, max_bytes: 1000, max_entry_bytes: 1001}}"))
+    cache = redis.policies_for(redis.models[0]).cache
+    assert cache is not None
+    assert cache.max_entry_bytes == 1001
+
+
+def test_a_bad_cache_field_names_its_path() -> None:
+    found = problems(one_model("{cache: {ttl_s: 0}}"))
+    assert found == ["models[0].policies.cache.ttl_s: Input should be greater than 0"]
+    found = problems(one_model("{cache: {storage: disk}}"))
+    assert found == ["models[0].policies.cache.storage: Input should be 'memory' or 'redis'"]
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+def test_batching_defaults() -> None:
+    assert BatchingSettings().model_dump() == {
+        "max_batch_size": 32,
+        "max_wait_ms": 5.0,
+        "max_queue_rows": 256,
+        "max_concurrent_batches": 1,
+        "adaptive": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_batch_size", 0),
+        ("max_wait_ms", -1),
+        ("max_wait_ms", float("inf")),
+        ("max_queue_rows", 0),
+        ("max_concurrent_batches", 0),
+        ("adaptive", "sometimes"),
+    ],
+)
+def test_batching_values_out_of_range_are_refused_at_their_field(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        BatchingSettings.model_validate({field: value})
+    assert [e["loc"][0] for e in raised.value.errors()] == [field]
+
+
+def test_batching_accepts_no_wait_and_a_queue_of_one_batch() -> None:
+    settings = BatchingSettings(max_wait_ms=0, max_batch_size=8, max_queue_rows=8)
+    assert (settings.max_wait_ms, settings.max_queue_rows) == (0, 8)
+
+
+@pytest.mark.parametrize(
+    ("policies", "problem"),
+    [
+        (
+            "{batching: {max_batch_size: 0}}",
+            "models[0].policies.batching.max_batch_size: "
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            "{batching: {max_batch_size: 64, max_queue_rows: 32}}",
+            "models[0].policies.batching: max_queue_rows (32) must be at least max_batch_size (64)",
+        ),
+        (
+            "{batching: {max_wait: 5}}",
+            "models[0].policies.batching.max_wait: unknown field "
+            "(check the spelling; see `seawall config schema`)",
+        ),
+    ],
+)
+def test_batching_problems_name_their_path(policies: str, problem: str) -> None:
+    assert problems(one_model(policies)) == [problem]
+
+
+def test_batching_in_policy_defaults_applies_to_every_model_unless_turned_off() -> None:
+    config = parse(
+        "policy_defaults: {batching: {max_batch_size: 16}}\n"
+        "models:\n"
+        "  - {name: a, backend: {kind: mock}}\n"
+        "  - {name: b, backend: {kind: mock}, policies: {batching: null}}\n"
+    )
+    a, b = (config.policies_for(m) for m in config.models)
+    assert a.batching == BatchingSettings(max_batch_size=16)
+    assert b.batching is None

@@ -573,7 +573,7 @@ models:
     policies:
       ratelimit: {rate_per_s: 600, burst: 50}
       bulkhead: {max_concurrent: 3, max_queue: 1, max_wait_ms: 5}
-      circuit_breaker: {consecutive_failures: 4, open_s: 0.2, max_open_s: 0.4}
+      circuit_breaker: {consecutive_failures: 3, open_s: 0.2, max_open_s: 0.4}
 """
 OVERLOAD_CLIENTS = 64
 PRIORITIES = ("critical", "normal", "batch")

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from seawall.assemble import Assembly
-from seawall.backends import MockBackend, ModelRepository, ServedModel
+from seawall.backends import MockBackend, ModelRepository, Respond, ServedModel
+from seawall.clock import FakeClock
+from seawall.context import CallContext
 from seawall.gateway.metrics import LATENCY_BUCKETS_S, UNKNOWN, GatewayMetrics
-from seawall.types import Usage
+from seawall.policies.batching import BatchingOptions, BatchingPolicy
+from seawall.policies.cache import CachePolicy
+from seawall.policies.cache_codec import InferenceCodec, LlmCodec
+from seawall.policies.cache_store import MemoryCacheStore, RedisCacheStore
+from seawall.types import (
+    InferenceRequest,
+    InferenceResponse,
+    LlmRequest,
+    LlmResponse,
+    Tensor,
+    Usage,
+)
 
 
 def _value(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:
@@ -125,3 +139,88 @@ async def test_readiness_follows_the_repository_at_each_scrape() -> None:
     assert ready("iris", "LOADING") is None
     await repository.close_all()
     assert (ready("iris", "UNLOADED"), ready("broken", "UNLOADED")) == (0, 0)
+
+
+async def test_cache_lookups_and_memory_sizes_are_read_at_each_scrape() -> None:
+    clock = FakeClock()
+    memory = MemoryCacheStore(clock=clock)
+    assembly = Assembly(ModelRepository())
+    cached: CachePolicy[InferenceRequest, InferenceResponse] = CachePolicy(
+        InferenceCodec(), store=memory, clock=clock, target="iris:1"
+    )
+    shared: CachePolicy[LlmRequest, LlmResponse] = CachePolicy(
+        LlmCodec(),
+        store=RedisCacheStore(RedisCacheStore.client("redis://127.0.0.1:1/0")),
+        target="chat",
+    )
+    assembly.caches.update({("iris", "1"): cached, ("chat", ""): shared})
+    metrics = GatewayMetrics()
+    metrics.watch(assembly)
+    backend = MockBackend("iris")
+    await backend.load()
+    call = InferenceRequest("iris", [Tensor.from_numpy("input-0", [[1.0]])], version="1")
+    for headers in ({}, {}, {"cache-control": "no-cache"}):
+        await cached(call, CallContext.new(headers=headers), backend.infer)
+
+    def requests(model: str, version: str, result: str) -> float | None:
+        labels = {"model": model, "version": version, "result": result}
+        return _value(metrics, "seawall_cache_requests_total", **labels)
+
+    counts = [requests("iris", "1", r) for r in ("hit", "miss", "bypass", "coalesced")]
+    assert counts == [1, 1, 1, 0]
+    assert requests("chat", "", "miss") == 0
+    assert _value(metrics, "seawall_cache_entries", model="iris", version="1") == 1
+    size = _value(metrics, "seawall_cache_bytes", model="iris", version="1")
+    assert size == memory.size_bytes > 0
+    # A Redis cache's size is Redis's business: no gauges for it.
+    assert _value(metrics, "seawall_cache_entries", model="chat", version="") is None
+
+
+async def test_batch_queues_and_running_batches_are_read_at_each_scrape() -> None:
+    clock = FakeClock()
+    assembly = Assembly(ModelRepository())
+    batcher = BatchingPolicy(BatchingOptions(max_wait_s=0.0), clock=clock, target="iris:1")
+    assembly.batchers["iris:1"] = batcher
+    metrics = GatewayMetrics()
+    metrics.watch(assembly)
+    backend = MockBackend("iris", clock=clock, default=Respond(latency_s=1.0))
+    await backend.load()
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            _value(metrics, "seawall_batch_queue_rows", target="iris:1"),
+            _value(metrics, "seawall_batches_in_flight", target="iris:1"),
+        )
+
+    assert gauges() == (0, 0)
+    rows = [[1.0, 2.0], [3.0, 4.0]]
+    tasks = [
+        asyncio.create_task(
+            batcher(
+                InferenceRequest("iris", [Tensor.from_numpy("input-0", [r] * (i + 1))]),
+                CallContext.new(),
+                backend.infer,
+            )
+        )
+        for i, r in enumerate(rows * 2)
+    ]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert gauges() == (0, 1)  # the four calls (10 rows) went as one batch
+    late = asyncio.create_task(
+        batcher(
+            InferenceRequest("iris", [Tensor.from_numpy("input-0", [rows[0]] * 3)]),
+            CallContext.new(),
+            backend.infer,
+        )
+    )
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert gauges() == (3, 1)
+    clock.advance(1.0)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert gauges() == (0, 1)
+    clock.advance(1.0)
+    await asyncio.gather(*tasks, late)
+    assert gauges() == (0, 0)

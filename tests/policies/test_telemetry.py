@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from seawall.errors import BackendUnavailableError
+from seawall.policies.batching import BatchExecuted
 from seawall.policies.telemetry import PolicyTelemetry
 
 
@@ -66,3 +67,22 @@ def test_non_dataclass_events_are_counted_without_target() -> None:
     registry = CollectorRegistry()
     PolicyTelemetry(registry)(object())
     assert count(registry, "", "object") == 1
+
+
+def test_batch_sizes_fill_histograms_by_target() -> None:
+    registry = CollectorRegistry()
+    telemetry = PolicyTelemetry(registry)
+    for requests, rows in ((1, 4), (5, 5), (12, 40)):
+        telemetry(BatchExecuted("iris:1", requests, rows, wait_s=0.001, duration_s=0.01))
+
+    def bucket(name: str, le: str) -> float | None:
+        return registry.get_sample_value(f"{name}_bucket", {"target": "iris:1", "le": le})
+
+    assert [bucket("seawall_batch_requests", le) for le in ("1.0", "4.0", "8.0", "16.0")] == [
+        1,
+        1,
+        2,
+        3,
+    ]
+    assert registry.get_sample_value("seawall_batch_rows_sum", {"target": "iris:1"}) == 49
+    assert count(registry, "iris:1", "BatchExecuted") == 3

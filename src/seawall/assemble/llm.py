@@ -1,22 +1,28 @@
 """LLM model groups from configuration: deployments, their pipelines, failover and fallbacks.
 
-Each group's pipeline is `auth → rate limit → token limit → budget → admission → model group`
-(each as configured), and the model group
-tries its deployments, each behind its own `bulkhead → circuit breaker → retry → timeout`:
+Each group's pipeline is
+`auth → rate limit → cache → token limit → budget → admission → model group` (each as
+configured), and the model group tries its deployments, each behind its own
+`bulkhead → circuit breaker → retry → timeout`:
 
     chat-default: auth → ratelimit → admission → ModelGroup
                     ├─ primary (tier 0):   circuit_breaker → timeout → openai:https://...
                     └─ secondary (tier 1): circuit_breaker → timeout → openai:https://...
+
+The cache comes after auth and the rate limit (a hit is still a call the key must be allowed
+and counted for) and before token limits, budget and admission: a hit spends no tokens and no
+money and takes no slot, so it is neither charged nor queued.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
 from seawall.assemble import options as build
+from seawall.assemble.cache import llm_cache
 from seawall.assemble.parts import Assembly, core_policies, front_policies
 from seawall.backends.http import HttpOptions, HttpUpstream
 from seawall.backends.llm import LlmBackend
@@ -30,8 +36,10 @@ from seawall.policies.failover import Deployment, FailoverOptions, ModelGroup
 from seawall.policies.ratelimit import RateLimitOptions
 from seawall.policies.spend import LedgeredSpendStore, RedisSpendStore, SpendStore
 from seawall.policies.tokens import TokenLimitPolicy, per_minute
-from seawall.store import Database, SpendBuffer, SpendLedger
 from seawall.types import LlmRequest, LlmResponse
+
+if TYPE_CHECKING:
+    from seawall.store import Database, SpendBuffer, SpendLedger
 
 __all__ = ["assemble_llm", "build_llm_backend", "open_database"]
 
@@ -49,11 +57,15 @@ def assemble_llm(
     groups: dict[str, ModelGroup[LlmRequest, LlmResponse]] = {}
     for i, settings in enumerate(config.llm.models):
         groups[settings.name] = _group(i, settings, assembly, clock, on_event)
-    for settings in config.llm.models:
+    for i, settings in enumerate(config.llm.models):
         group = groups[settings.name]
         # Fallbacks call the other groups' deployments, never their fallbacks: no loops.
         group.fallbacks = tuple((n, groups[n].without_fallbacks) for n in settings.fallbacks)
-        extra = _usage_policies(config, settings, assembly, spend, clock, on_event)
+        where = f"llm.models[{i}].policies.cache"
+        extra = [
+            *llm_cache(where, settings, config, assembly, clock, on_event),
+            *_usage_policies(config, settings, assembly, spend, clock, on_event),
+        ]
         front = front_policies(
             settings.name,
             settings.policies,
@@ -138,6 +150,8 @@ def _usage_policies(
 def open_database(config: SeawallConfig) -> Database:
     """The config's `database_url` (an SQLite path relative to the config file's directory),
     else `SEAWALL_DATABASE_URL`, else `./seawall.db`."""
+    from seawall.store import Database  # deferred: SQLAlchemy only where a database is used
+
     if config.database_url:
         return Database(config.database_url, cwd=config.base_dir)
     return Database.from_env()
@@ -150,6 +164,8 @@ def _spend_store(
     assert config.llm is not None
     if config.llm.budgets is None:
         return None
+    from seawall.store import SpendBuffer, SpendLedger
+
     database = open_database(config)
     ledger = SpendLedger(database, clock=clock)
     buffer = SpendBuffer(ledger, clock=clock, on_event=on_event)

@@ -16,6 +16,7 @@ from seawall.config import SeawallConfig
 from seawall.config.policies import (
     AdmissionSettings,
     ApiKeySettings,
+    BatchingSettings,
     BulkheadSettings,
     CachedAlternativeSettings,
     CircuitBreakerSettings,
@@ -68,6 +69,7 @@ from seawall.policies import (
     TimeoutOptions,
     TimeWindow,
 )
+from seawall.policies.batching import BatchingOptions
 from seawall.policies.fallback import Alternative
 from seawall.types import InferenceRequest, InferenceResponse
 
@@ -142,6 +144,16 @@ def bulkhead(settings: BulkheadSettings) -> BulkheadOptions:
         max_concurrent=settings.max_concurrent,
         max_queue=settings.max_queue,
         max_wait_s=settings.max_wait_ms / 1000.0,
+    )
+
+
+def batching(settings: BatchingSettings) -> BatchingOptions:
+    return BatchingOptions(
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        max_queue_rows=settings.max_queue_rows,
+        max_concurrent_batches=settings.max_concurrent_batches,
+        adaptive=settings.adaptive,
     )
 
 

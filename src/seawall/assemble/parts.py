@@ -18,6 +18,7 @@ from seawall.policies import (
     AdmissionPolicy,
     ApiKey,
     AuthPolicy,
+    BatchingPolicy,
     BulkheadPolicy,
     CircuitBreakerPolicy,
     HedgePolicy,
@@ -25,6 +26,7 @@ from seawall.policies import (
     RetryPolicy,
     TimeoutPolicy,
 )
+from seawall.policies.cache import CachePolicy
 from seawall.types import InferenceRequest, InferenceResponse, LlmRequest, LlmResponse
 
 __all__ = ["Assembly", "InferencePolicy", "core_policies", "front_policies"]
@@ -43,6 +45,12 @@ class Assembly:
     breakers: dict[str, CircuitBreakerPolicy[Any, Any]] = field(default_factory=dict)
     #: Bulkheads by "model:version", for metrics.
     bulkheads: dict[str, BulkheadPolicy[Any, Any]] = field(default_factory=dict)
+    #: Batchers by "model:version", for metrics.
+    batchers: dict[str, BatchingPolicy] = field(default_factory=dict)
+    #: Response caches by (model, version) — an LLM group's by (group, "") — for metrics.
+    caches: dict[tuple[str, str], CachePolicy[Any, Any]] = field(default_factory=dict)
+    #: Redis clients of the response caches by (url, timeout_s): one pool per server.
+    cache_clients: dict[tuple[str, float], Any] = field(default_factory=dict)
     admission: AdmissionPolicy[Any, Any] | None = None
     api_keys: tuple[ApiKey, ...] = ()
     #: LLM model groups by the name clients use (`/v1/...`), each a full pipeline.

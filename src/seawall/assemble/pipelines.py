@@ -2,11 +2,13 @@
 
 Each model's pipeline is, outermost first::
 
-    auth → rate limit → admission → validation → fallback
-         → bulkhead → circuit breaker → retry → hedge → timeout → backend
+    auth → rate limit → admission → validation → cache → fallback
+         → bulkhead → circuit breaker → retry → hedge → timeout → batching → backend
 
 A fallback to another model calls that model's inner chain (validation inward), so the other
 model's bulkhead and breaker see the traffic, and fallbacks never chain into each other.
+The cache sits after validation (only valid inputs, converted as the model takes them, are
+keyed) and before the fallback, so a fallback's answer is seen, and not stored, by the cache.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from seawall.assemble import options as build
+from seawall.assemble.cache import model_cache
 from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
 from seawall.backends import (
@@ -50,11 +53,12 @@ from seawall.config.policies import PolicySettings
 from seawall.errors import BackendUnavailableError, ConfigError
 from seawall.pipeline import EventSink, Handler, Pipeline, discard
 from seawall.policies import (
+    BatchingPolicy,
     FallbackPolicy,
     ValidationOptions,
     ValidationPolicy,
 )
-from seawall.types import InferenceRequest, InferenceResponse, TensorSpec
+from seawall.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
 
 __all__ = ["assemble", "build_backend"]
 
@@ -95,8 +99,10 @@ def assemble(
     for i, model in enumerate(models):
         front = front_policies(model.label, model.policies, config, shared, clock, on_event)
         fallback = _fallback(i, model, config, assembly.repository, inner, clock, on_event)
-        policies = [*front, model.validation, *fallback, *model.core]
         served = assembly.repository.get(model.settings.name, model.settings.version)
+        where = f"models[{i}].policies.cache"
+        cache = model_cache(where, model.policies.cache, served, config, assembly, clock, on_event)
+        policies = [*front, model.validation, *cache, *fallback, *model.core]
         served.handler = Pipeline(policies, model.backend.infer, name=model.label)
     assemble_llm(config, assembly, clock=clock, on_event=on_event)
     return assembly
@@ -120,6 +126,14 @@ def _model(
         on_event=on_event,
     )
     core = core_policies(f"models[{index}].policies", policies, assembly, label, clock, on_event)
+    if policies.batching is not None:
+        # Innermost, inside the timeout: each caller still gives up at its own deadline.
+        with build.at(f"models[{index}].policies.batching"):
+            batcher = BatchingPolicy(
+                build.batching(policies.batching), clock=clock, on_event=on_event, target=label
+            )
+        assembly.batchers[label] = batcher
+        core.append(batcher)
     inner = Pipeline([validation, *core], backend.infer, name=f"{label} (inner)")
     return _Model(settings, label, backend, policies, validation, core, inner)
 
@@ -233,6 +247,14 @@ def _oip_pool(
         headers=dict(http.headers),
     )
     probe_s = health.timeout_ms / 1000.0 if health else DEFAULT_HEALTH_TIMEOUT_S
+    signature = None
+    if spec.inputs is not None and spec.outputs is not None:
+        signature = ModelMetadata(
+            name=spec.model or settings.name,
+            platform="oip",
+            inputs=tuple(_spec(s) for s in spec.inputs),
+            outputs=tuple(_spec(s) for s in spec.outputs),
+        )
     endpoints = [
         Endpoint(
             OipBackend(
@@ -241,6 +263,7 @@ def _oip_pool(
                 spec.version,
                 binary=spec.binary,
                 health_timeout_s=probe_s,
+                signature=signature,
                 clock=clock,
             ),
             weight=endpoint.weight,

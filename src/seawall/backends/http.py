@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from seawall.clock import Clock, SystemClock
 from seawall.errors import (
@@ -46,6 +47,8 @@ DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_KEEPALIVE_S = 30.0
 #: Largest response body read into memory.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Parsed URLs kept per upstream (one per API path; paths come from config).
+_MAX_CACHED_URLS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ class HttpUpstream:
         self.options = options or HttpOptions()
         self._clock = clock or SystemClock()
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     def __repr__(self) -> str:
         return f"HttpUpstream({self.base_url!r})"
@@ -190,12 +194,27 @@ class HttpUpstream:
     ) -> _Exchange:
         if self._session is None:
             raise BackendUnavailableError(f"{self.base_url}: not started")
-        return _Exchange(self, self._session, method, path, body, headers, deadline)
+        return _Exchange(self, self._session, method, self.url(path), body, headers, deadline)
+
+    def url(self, path: str) -> URL:
+        """The parsed URL of `path` under the base URL (parsing is cached: it is per call)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = URL(self.base_url + path)
+            if len(self._urls) < _MAX_CACHED_URLS:  # paths come from config: few, but bounded
+                self._urls[path] = url
+        return url
 
     async def _read_all(self, response: aiohttp.ClientResponse, until: float | None) -> bytes:
         limit = self.options.max_response_bytes
         if response.content_length is not None and response.content_length > limit:
             raise BadResponseError(f"{self.base_url}: response larger than {limit} bytes")
+        content = response.content
+        if content.is_eof():  # the whole body came with the headers: no wait, no timer
+            data = content.read_nowait()
+            if len(data) > limit:
+                raise BadResponseError(f"{self.base_url}: response larger than {limit} bytes")
+            return data
         chunks, size = [], 0
         while chunk := await self._read_chunk(response, until, "reading the response"):
             size += len(chunk)
@@ -241,16 +260,16 @@ class _Exchange:
         upstream: HttpUpstream,
         session: aiohttp.ClientSession,
         method: str,
-        path: str,
+        url: URL,
         body: bytes | None,
         headers: Mapping[str, str] | None,
         deadline: float | None,
     ) -> None:
         self._upstream = upstream
         self._session = session
-        self._args = (method, upstream.base_url + path)
+        self._args = (method, url)
         self._body = body
-        self._headers = dict(headers or {})
+        self._headers = headers
         self._deadline = deadline
         self._response: aiohttp.ClientResponse | None = None
 

@@ -41,6 +41,9 @@ class ServedModel:
     state: ModelState = ModelState.LOADING
     reason: str = ""
     load_seconds: float | None = None
+    #: Successful loads so far: changes whenever the model behind this name and version is
+    #: (re)loaded, so answers cached for an earlier load are never served for this one.
+    generation: int = 0
 
     @property
     def ready(self) -> bool:
@@ -128,6 +131,7 @@ class ModelRepository:
             )
             return
         model.load_seconds = self._clock.monotonic() - started
+        model.generation += 1
         model.state = ModelState.READY
         logger.info(
             "model loaded",

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from seawall.assemble import open_database
 from seawall.cli.configcmd import load_or_exit
 from seawall.errors import ConfigError
-from seawall.store import Database, SpendLedger, StoreError, migrate
+from seawall.store import StoreError
+
+if TYPE_CHECKING:
+    from seawall.store import Database
 
 __all__ = ["db_app"]
 
@@ -33,6 +36,8 @@ UrlOption = Annotated[
 
 
 def _database(config: Path | None, url: str | None) -> Database:
+    from seawall.store import Database  # deferred: `seawall serve` does not need SQLAlchemy
+
     try:
         if url:
             return Database(url)
@@ -73,6 +78,8 @@ def current(config: ConfigOption = None, url: UrlOption = None) -> None:
         raise typer.Exit(1) from None
     finally:
         database.close()
+    from seawall.store import migrate
+
     head = migrate.head()
     typer.echo(f"{database.url}: {revision or 'not migrated'} (head: {head})")
     if revision != head:
@@ -92,6 +99,8 @@ def sql(
     if dialect not in ("sqlite", "postgresql"):
         typer.echo(f"error: --dialect: sqlite or postgresql, got {dialect!r}", err=True)
         raise typer.Exit(2)
+    from seawall.store import migrate
+
     try:
         typer.echo(migrate.upgrade_sql(dialect, start=start), nl=False)
     except StoreError as exc:
@@ -114,6 +123,8 @@ def spend(
     if _period_kind(label) is None:
         typer.echo(f"error: --period: YYYY-MM or YYYY-MM-DD, got {label!r}", err=True)
         raise typer.Exit(2)
+    from seawall.store import SpendLedger
+
     database = _database(config, url)
     try:
         totals = asyncio.run(SpendLedger(database).totals(key, label))

@@ -13,6 +13,7 @@ from seawall import __version__
 from seawall.cli.configcmd import config_app, load_or_exit
 from seawall.cli.dbcmd import db_app
 from seawall.cli.demo import demo
+from seawall.errors import ConfigError
 
 __all__ = ["app", "main"]
 
@@ -35,12 +36,21 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Listen port (overrides the file).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Gateway processes on the port (overrides the file)."),
+    ] = None,
 ) -> None:
     """Start the gateway; SIGTERM drains in-flight requests and exits 0."""
     settings = load_or_exit(config)
     from seawall.gateway.server import serve as run_server  # deferred: pulls in uvicorn
 
-    raise typer.Exit(run_server(settings, host=host, port=port))
+    try:
+        status = run_server(settings, host=host, port=port, workers=workers)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(status)
 
 
 @app.command()

@@ -77,12 +77,19 @@ class DeploymentSettings(Settings):
     @field_validator("policies")
     @classmethod
     def _deployment_policies(cls, policies: PolicySettings) -> PolicySettings:
-        misplaced = [k for k in ("ratelimit", "fallback", "hedge") if getattr(policies, k)]
+        misplaced = [k for k in ("ratelimit", "fallback", "hedge", "cache") if getattr(policies, k)]
         if misplaced:
             raise ValueError(
                 f"{', '.join(misplaced)} cannot be set per deployment (set it on the model group)"
             )
-        return policies
+        return _no_batching(policies)
+
+
+def _no_batching(policies: PolicySettings) -> PolicySettings:
+    # Chat calls have no rows to stack: batching prompts is the provider's (vLLM's) business.
+    if policies.batching is not None:
+        raise ValueError("batching applies to tensor models (`models:`), not to LLM calls")
+    return policies
 
 
 class FailoverSettings(Settings):
@@ -136,9 +143,14 @@ class LlmModelSettings(Settings):
     fallbacks: list[str] = []
     """Other model groups tried, in order, when every deployment fails."""
     policies: PolicySettings = PolicySettings()
-    """Policies in front of the whole group; only `ratelimit` applies here."""
+    """Policies in front of the whole group; `ratelimit` and `cache` apply here."""
     tokens_per_minute: TokenLimitSettings | None = None
     """Token limits, shared by every replica when `ratelimit.storage` is redis."""
+
+    @field_validator("policies")
+    @classmethod
+    def _group_policies(cls, policies: PolicySettings) -> PolicySettings:
+        return _no_batching(policies)
 
     @model_validator(mode="after")
     def _unique_deployments(self) -> LlmModelSettings:

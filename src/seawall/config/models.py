@@ -211,11 +211,23 @@ class OipBackendSettings(Settings):
     """Probe each endpoint's readiness URL; endpoints that fail sit out (null: off)."""
     outlier: OutlierSettings | None = OutlierSettings()
     """Eject endpoints whose calls keep failing (null: off)."""
+    inputs: list[TensorSpecSettings] | None = Field(None, min_length=1)
+    """Input signature, for upstreams that serve no metadata (null: read it from the upstream
+    at start-up). Set both `inputs` and `outputs`, or neither."""
+    outputs: list[TensorSpecSettings] | None = Field(None, min_length=1)
+    """Output signature (see `inputs`)."""
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _both_halves_of_the_signature(self) -> OipBackendSettings:
+        if (self.inputs is None) != (self.outputs is None):
+            missing = "outputs" if self.outputs is None else "inputs"
+            raise ValueError(f"{missing}: a declared signature needs both inputs and outputs")
+        return self
 
     @model_validator(mode="after")
     def _weights_need_the_weighted_balancer(self) -> OipBackendSettings:

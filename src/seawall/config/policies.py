@@ -20,7 +20,9 @@ __all__ = [
     "AlternativeSettings",
     "ApiKeySettings",
     "AuthSettings",
+    "BatchingSettings",
     "BulkheadSettings",
+    "CacheSettings",
     "CachedAlternativeSettings",
     "CircuitBreakerSettings",
     "FallbackSettings",
@@ -153,6 +155,35 @@ class HedgeSettings(Settings):
     """Delay used until enough latencies are known."""
 
 
+class BatchingSettings(Settings):
+    """Dynamic batching: concurrent calls merged into one backend call, inputs stacked by rows.
+
+    Calls share a batch only if their inputs agree but for the first (batch) dimension and they
+    ask for the same outputs with the same parameters; the answer is split back by rows.
+    """
+
+    max_batch_size: int = Field(32, ge=1)
+    """Rows in one batch: the calls' first dimensions summed (a larger call runs alone)."""
+    max_wait_ms: float = Field(5.0, ge=0, allow_inf_nan=False)
+    """Longest the oldest queued call waits for others (0: take what is queued now)."""
+    max_queue_rows: int = Field(256, ge=1)
+    """Rows that may wait for a batch; a call that does not fit is refused at once (503)."""
+    max_concurrent_batches: int = Field(1, ge=1)
+    """Batches running at once (e.g. the in-process backend's `workers`)."""
+    adaptive: bool = False
+    """Cap each batch's rows so that, at the measured time per row, it ends before the earliest
+    deadline among its calls."""
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> BatchingSettings:
+        if self.max_queue_rows < self.max_batch_size:
+            raise ValueError(
+                f"max_queue_rows ({self.max_queue_rows}) must be at least max_batch_size "
+                f"({self.max_batch_size})"
+            )
+        return self
+
+
 class ModelAlternativeSettings(Settings):
     """Fall back to another configured model (or another version of one)."""
 
@@ -244,6 +275,39 @@ class FallbackSettings(Settings):
     """Alternatives tried at most per call."""
 
 
+class CacheSettings(Settings):
+    """Response cache: exact-match answers kept for `ttl_s` (see the README's "Response cache")."""
+
+    ttl_s: float = Field(300.0, gt=0, allow_inf_nan=False)
+    """How long an answer is served from the cache, in seconds."""
+    max_entries: int = Field(10_000, ge=1)
+    """Answers kept in memory, per model (least recently used dropped first)."""
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Bytes of answers kept in memory, per model."""
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)
+    """Largest answer kept (larger ones are answered, not cached)."""
+    storage: Literal["memory", "redis"] = "memory"
+    """`memory`: this process; `redis`: shared by every replica."""
+    redis_url: str | None = None
+    """Redis server when `storage` is redis (null: `ratelimit.redis_url`)."""
+    redis_timeout_ms: float = Field(50.0, gt=0, allow_inf_nan=False)
+    """Longest a Redis lookup or write may take; slower is a miss, never an error."""
+    coalesce: bool = True
+    """Identical calls arriving while one is answered wait for its answer (per process)."""
+    llm: Literal["deterministic_only", "always"] = "deterministic_only"
+    """LLM groups: cache only `temperature: 0` chat and completion calls (and embeddings), or
+    every call; streamed calls never."""
+
+    @model_validator(mode="after")
+    def _entry_fits(self) -> CacheSettings:
+        if self.storage == "memory" and self.max_entry_bytes > self.max_bytes:
+            raise ValueError(
+                f"max_entry_bytes ({self.max_entry_bytes}) is larger than max_bytes "
+                f"({self.max_bytes}): no answer that size could be kept"
+            )
+        return self
+
+
 class PolicySettings(Settings):
     """The policies in front of one model (each absent or null: off)."""
 
@@ -261,6 +325,10 @@ class PolicySettings(Settings):
     """Hedged requests."""
     fallback: FallbackSettings | None = None
     """Fallback chain."""
+    cache: CacheSettings | None = None
+    """Response cache (for an LLM group: on the group, not on a deployment)."""
+    batching: BatchingSettings | None = None
+    """Dynamic batching (the innermost policy, just before the backend)."""
 
     def merged_over(self, defaults: PolicySettings) -> PolicySettings:
         """These settings, with `defaults` for every section this one does not mention."""

@@ -18,6 +18,9 @@ class ServerSettings(Settings):
     """Address to listen on."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port to listen on (0 picks a free one)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Gateway processes sharing the port (`--workers`); more than one needs shared rate-limit
+    storage (`ratelimit.storage: redis`) when limits are configured."""
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     """Largest request body accepted, after decompression; larger ones get 413."""
     shutdown_grace_s: float = Field(30.0, ge=0)

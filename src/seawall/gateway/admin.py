@@ -23,10 +23,7 @@ from seawall.gateway.calls import credentials_of
 from seawall.gateway.status import error_status, retry_after_header
 from seawall.policies import AuthOptions, AuthPolicy, CircuitBreakerPolicy
 
-__all__ = ["ADMIN_PATHS", "admin_app"]
-
-#: Paths served by the admin app (the rest of the gateway is plain ASGI).
-ADMIN_PATHS = ("/admin/", "/openapi.json")
+__all__ = ["admin_app"]
 
 
 class CircuitView(BaseModel):

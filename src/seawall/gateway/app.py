@@ -12,8 +12,15 @@ from seawall.backends import ModelRepository
 from seawall.clock import Clock
 from seawall.config import ServerSettings
 from seawall.errors import NotFoundError
-from seawall.gateway.admin import ADMIN_PATHS, admin_app
-from seawall.gateway.asgi import Message, Receive, Scope, Send, json_body, send_response
+from seawall.gateway.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    json_body,
+    send_response,
+)
 from seawall.gateway.metrics import GatewayMetrics
 from seawall.gateway.oip import OipRoutes, error_response
 from seawall.gateway.openai import OpenAiRoutes
@@ -45,6 +52,10 @@ _INDEX = json_body(
 )
 
 
+#: Paths served by the admin app (FastAPI, imported on the first call).
+ADMIN_PATHS = ("/admin/", "/openapi.json")
+
+
 class Gateway:
     """Serves the models of a `ModelRepository`; loads them at start-up and closes them at exit."""
 
@@ -62,7 +73,7 @@ class Gateway:
         self.clock = clock or self.repository.clock
         self.metrics = metrics or GatewayMetrics()
         self.metrics.watch(self.assembly)
-        self._admin = admin_app(self.assembly)
+        self._admin: ASGIApp | None = None  # built on first use: FastAPI is not on the hot path
         self.started = False
         self.draining = False
         self._oip = OipRoutes(self)
@@ -87,9 +98,13 @@ class Gateway:
         elif path == "/v1" or path.startswith("/v1/"):
             await self._openai(scope, receive, send)
         elif path == "/metrics":
-            body = generate_latest(self.metrics.registry)
+            body = generate_latest(self.metrics.exposition())
             await send_response(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
         elif path.startswith(ADMIN_PATHS):
+            if self._admin is None:
+                from seawall.gateway.admin import admin_app
+
+                self._admin = admin_app(self.assembly)
             await self._admin(scope, receive, send)
         elif path == "/":
             await send_response(send, 200, _INDEX)

@@ -1,11 +1,19 @@
-"""Prometheus metrics of the gateway, on a registry of its own (served at /metrics)."""
+"""Prometheus metrics of the gateway, on a registry of its own (served at /metrics).
+
+With several worker processes (`seawall serve --workers N`), counters, histograms and the
+in-flight gauge are kept in files under `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's
+multiprocess mode) and /metrics sums them over every worker; the state gauges (readiness,
+breakers, bulkheads, caches) are those of the worker that answers the scrape.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from seawall.assemble import Assembly
@@ -14,12 +22,15 @@ from seawall.context import Priority
 from seawall.policies import CircuitState
 from seawall.types import Usage
 
-__all__ = ["LATENCY_BUCKETS_S", "GatewayMetrics"]
+__all__ = ["LATENCY_BUCKETS_S", "MULTIPROCESS_ENV", "GatewayMetrics"]
 
 #: From 0.5 ms (an in-process model) to 30 s (a long LLM call).
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+
+#: Set (to a directory) in worker processes: prometheus_client's multiprocess mode.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Label used for requests that name no known model (never the raw name: unbounded cardinality).
 UNKNOWN = "_unknown"
@@ -48,6 +59,7 @@ class GatewayMetrics:
             "Inference requests being processed, by model.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livesum",  # with several workers: the sum over live ones
         )
         self.llm_tokens = Counter(
             "seawall_llm_tokens",
@@ -58,11 +70,32 @@ class GatewayMetrics:
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
         self._in_flight: dict[str, Gauge] = {}
+        self._tokens: dict[tuple[str, str], Counter] = {}
+        self._state: list[Collector] = []
+        self._merged: CollectorRegistry | None = None
 
     def watch(self, assembly: Assembly) -> None:
         """Export model readiness and policy state (breakers, bulkheads, admission) when scraped."""
-        self.registry.register(_ReadinessCollector(assembly.repository))
-        self.registry.register(_PolicyStateCollector(assembly))
+        for collector in (
+            _ReadinessCollector(assembly.repository),
+            _PolicyStateCollector(assembly),
+            _CacheCollector(assembly),
+        ):
+            self.registry.register(collector)
+            self._state.append(collector)
+
+    def exposition(self) -> CollectorRegistry:
+        """What /metrics serves: this registry, or with several workers, every worker's sums."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return self.registry
+        if self._merged is None:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+            for collector in self._state:
+                merged.register(collector)
+            self._merged = merged
+        return self._merged
 
     def in_flight_for(self, model: str) -> Gauge:
         """The in-flight gauge of `model` (cached: `labels()` is not free on the hot path)."""
@@ -87,9 +120,15 @@ class GatewayMetrics:
     def count_tokens(self, model: str, usage: Usage) -> None:
         """Add the tokens of one LLM call (the provider's count, or seawall's estimate)."""
         if usage.prompt_tokens > 0:
-            self.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+            self._tokens_child(model, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens > 0:
-            self.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
+            self._tokens_child(model, "completion").inc(usage.completion_tokens)
+
+    def _tokens_child(self, model: str, kind: str) -> Counter:
+        child = self._tokens.get((model, kind))
+        if child is None:
+            child = self._tokens[(model, kind)] = self.llm_tokens.labels(model, kind)
+        return child
 
 
 class _ReadinessCollector(Collector):
@@ -110,7 +149,7 @@ class _ReadinessCollector(Collector):
 
 
 class _PolicyStateCollector(Collector):
-    """Breaker states, bulkhead and admission occupancy, read from the policies when scraped."""
+    """Breaker states, bulkhead, batching and admission occupancy, read when scraped."""
 
     def __init__(self, assembly: Assembly) -> None:
         self._assembly = assembly
@@ -118,6 +157,7 @@ class _PolicyStateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._breakers()
         yield from self._bulkheads()
+        yield from self._batchers()
         yield from self._admission()
 
     def _breakers(self) -> Iterator[Metric]:
@@ -154,6 +194,20 @@ class _PolicyStateCollector(Collector):
         yield in_flight
         yield waiting
 
+    def _batchers(self) -> Iterator[Metric]:
+        rows = GaugeMetricFamily(
+            "seawall_batch_queue_rows", "Rows waiting to join a batch.", labels=["target"]
+        )
+        running = GaugeMetricFamily(
+            "seawall_batches_in_flight", "Batches running in the backend.", labels=["target"]
+        )
+        for target, batcher in self._assembly.batchers.items():
+            snapshot = batcher.snapshot()
+            rows.add_metric([target], snapshot.queued_rows)
+            running.add_metric([target], snapshot.batches_in_flight)
+        yield rows
+        yield running
+
     def _admission(self) -> Iterator[Metric]:
         admission = self._assembly.admission
         if admission is None:
@@ -173,3 +227,43 @@ class _PolicyStateCollector(Collector):
         for name, count in zip(names, snapshot.waiting_by_priority, strict=True):
             waiting.add_metric([name], count)
         yield waiting
+
+
+class _CacheCollector(Collector):
+    """Response-cache lookups by result, and the size of in-memory caches, read when scraped."""
+
+    def __init__(self, assembly: Assembly) -> None:
+        self._assembly = assembly
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "seawall_cache_requests",
+            "Response-cache lookups by model, version and result (hit, miss, bypass; coalesced:"
+            " hits that waited for an identical call in flight, also counted as hits).",
+            labels=["model", "version", "result"],
+        )
+        entries = GaugeMetricFamily(
+            "seawall_cache_entries",
+            "Answers held by in-memory response caches.",
+            labels=["model", "version"],
+        )
+        size = GaugeMetricFamily(
+            "seawall_cache_bytes",
+            "Bytes held by in-memory response caches (keys, values and per-entry overhead).",
+            labels=["model", "version"],
+        )
+        for (model, version), cache in self._assembly.caches.items():
+            snapshot = cache.snapshot()
+            for result, count in (
+                ("hit", snapshot.hits),
+                ("miss", snapshot.misses),
+                ("bypass", snapshot.bypasses),
+                ("coalesced", snapshot.coalesced),
+            ):
+                requests.add_metric([model, version, result], count)
+            if snapshot.entries is not None and snapshot.size_bytes is not None:
+                entries.add_metric([model, version], snapshot.entries)
+                size.add_metric([model, version], snapshot.size_bytes)
+        yield requests
+        yield entries
+        yield size

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import socket
 import time
 from types import FrameType
 
@@ -22,7 +24,7 @@ from seawall.gateway.logs import configure_logging
 from seawall.gateway.metrics import GatewayMetrics
 from seawall.policies import PolicyTelemetry
 
-__all__ = ["GatewayServer", "serve"]
+__all__ = ["GatewayServer", "serve", "serve_socket"]
 
 logger = logging.getLogger("seawall.gateway")
 
@@ -59,17 +61,49 @@ class GatewayServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(config: SeawallConfig, *, host: str | None = None, port: int | None = None) -> int:
-    """Build the gateway from `config` and serve until a signal; the process's exit status."""
+def serve(
+    config: SeawallConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> int:
+    """Build the gateway from `config` and serve until a signal; the process's exit status.
+
+    With more than one worker (`workers`, else `server.workers`), a supervisor runs that many
+    gateway processes on one socket (see `seawall.gateway.workers`).
+    """
     settings = config.server
     configure_logging(settings.log_level, settings.log_format)
+    host = host or settings.host
+    port = settings.port if port is None else port
+    count = settings.workers if workers is None else workers
+    if count > 1:
+        from seawall.gateway.workers import supervise
+
+        return supervise(config, host=host, port=port, workers=count)
+    return _run(config, host=host, port=port)
+
+
+def serve_socket(config: SeawallConfig, listener: socket.socket, *, worker: int) -> int:
+    """One worker of `--workers N`: serve on the supervisor's socket; the exit status."""
+    configure_logging(config.server.log_level, config.server.log_format)
+    logger.info("worker started", extra={"worker": worker, "pid": os.getpid()})
+    host, port = listener.getsockname()[:2]
+    return _run(config, host=host, port=port, sockets=[listener])
+
+
+def _run(
+    config: SeawallConfig, *, host: str, port: int, sockets: list[socket.socket] | None = None
+) -> int:
+    settings = config.server
     metrics = GatewayMetrics()
     telemetry = PolicyTelemetry(metrics.registry)
     gateway = Gateway(assemble(config, on_event=telemetry), settings, metrics=metrics)
     uv_config = uvicorn.Config(
         gateway,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
+        host=host,
+        port=port,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -78,5 +112,5 @@ def serve(config: SeawallConfig, *, host: str | None = None, port: int | None = 
         timeout_keep_alive=5,
     )
     server = GatewayServer(uv_config, gateway, delay_s=settings.shutdown_delay_s)
-    server.run()
+    server.run(sockets=sockets)
     return 0 if server.started else 1

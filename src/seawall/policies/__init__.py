@@ -2,8 +2,23 @@
 
 from seawall.policies.admission import AdmissionOptions, AdmissionPolicy, CallShed, ClassCapacity
 from seawall.policies.auth import ApiKey, AuthFailed, AuthOptions, AuthPolicy
+from seawall.policies.batching import (
+    BatchExecuted,
+    BatchingOptions,
+    BatchingPolicy,
+    BatchItemDropped,
+    BatchQueueFull,
+    BatchSplit,
+)
 from seawall.policies.bucket import BucketStorage, MemoryBucketStorage, RedisBucketStorage
 from seawall.policies.bulkhead import BulkheadOptions, BulkheadPolicy, BulkheadRejected
+from seawall.policies.cache import CacheEntrySkipped, CacheOptions, CachePolicy
+from seawall.policies.cache_codec import InferenceCodec, LlmCodec
+from seawall.policies.cache_store import (
+    CacheStoreFailed,
+    MemoryCacheStore,
+    RedisCacheStore,
+)
 from seawall.policies.circuit import (
     CircuitBreakerOptions,
     CircuitBreakerPolicy,
@@ -45,10 +60,20 @@ __all__ = [
     "AuthFailed",
     "AuthOptions",
     "AuthPolicy",
+    "BatchExecuted",
+    "BatchItemDropped",
+    "BatchQueueFull",
+    "BatchSplit",
+    "BatchingOptions",
+    "BatchingPolicy",
     "BucketStorage",
     "BulkheadOptions",
     "BulkheadPolicy",
     "BulkheadRejected",
+    "CacheEntrySkipped",
+    "CacheOptions",
+    "CachePolicy",
+    "CacheStoreFailed",
     "CachedAlternative",
     "CallShed",
     "CallTimedOut",
@@ -69,9 +94,12 @@ __all__ = [
     "FunctionAlternative",
     "HedgeOptions",
     "HedgePolicy",
+    "InferenceCodec",
     "InputRejected",
     "LastGoodCache",
+    "LlmCodec",
     "MemoryBucketStorage",
+    "MemoryCacheStore",
     "ModelAlternative",
     "PolicyTelemetry",
     "RateLimit",
@@ -79,6 +107,7 @@ __all__ = [
     "RateLimitPolicy",
     "RateLimited",
     "RedisBucketStorage",
+    "RedisCacheStore",
     "RetryAttempted",
     "RetryBudget",
     "RetryBudgetOptions",

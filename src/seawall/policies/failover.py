@@ -165,6 +165,12 @@ class ModelGroup(Generic[RequestT, ResponseT]):
         self._on_event = on_event
         self._rng = rng or random.Random()
         self._health = {d.name: _Health() for d in deployments}
+        # Tiers in priority order, built once: the order of a call is decided on every call.
+        self._tiers = tuple(
+            tuple((d, self._health[d.name]) for d in deployments if d.tier == tier)
+            for tier in sorted({d.tier for d in deployments})
+        )
+        self._served_by = {d.name: f"{target}/{d.name}" for d in deployments}
         budget = self.options.budget
         self._budget = None if budget is None else RetryBudget(budget, clock=self._clock)
 
@@ -208,8 +214,9 @@ class ModelGroup(Generic[RequestT, ResponseT]):
                 error = exc
                 continue
             self._health[deployment.name].failures = 0
-            ctx.response_headers[SERVED_BY_HEADER] = f"{self.target}/{deployment.name}"
-            _mark_served(response, f"{self.target}/{deployment.name}")
+            served_by = self._served_by[deployment.name]
+            ctx.response_headers[SERVED_BY_HEADER] = served_by
+            _mark_served(response, served_by)
             return response
         assert error is not None
         raise error
@@ -221,10 +228,12 @@ class ModelGroup(Generic[RequestT, ResponseT]):
 
     def _order(self) -> list[Deployment[RequestT, ResponseT]]:
         now = self._clock.monotonic()
-        ready = [d for d in self.deployments if self._health[d.name].cool_until <= now]
         ordered: list[Deployment[RequestT, ResponseT]] = []
-        for tier in sorted({d.tier for d in ready}):
-            ordered.extend(self._weighted_shuffle([d for d in ready if d.tier == tier]))
+        for tier in self._tiers:
+            ready = [d for d, health in tier if health.cool_until <= now]
+            if len(ready) > 1:
+                ready = self._weighted_shuffle(ready)
+            ordered.extend(ready)
         return ordered
 
     def _weighted_shuffle(

@@ -207,23 +207,35 @@ class RateLimitPolicy(Generic[RequestT, ResponseT]):
         self._on_event = on_event
         self._key_limits = dict(options.key_limits or {})
         self._shared = tuple(self._shared_buckets())
+        # Bucket tuples by principal, built on first use: keys come from config, so few.
+        self._by_principal: dict[str | None, tuple[_Named, ...]] = {}
+        # In-process storage decides without waiting: no deadline timer needed around it.
+        self._instant = isinstance(self._storage, MemoryBucketStorage)
+        suffix = f"-{options.unit}" if options.unit else ""
+        self._suffix = suffix
+        self._header_names = (
+            f"x-ratelimit-limit{suffix}",
+            f"x-ratelimit-remaining{suffix}",
+            f"x-ratelimit-reset{suffix}",
+        )
         self._warned_at = -math.inf
         self._unwarned = 0
 
     async def __call__(
         self, request: RequestT, ctx: CallContext, call_next: Handler[RequestT, ResponseT]
     ) -> ResponseT:
-        named = self._buckets(ctx.principal)
+        named = self._by_principal.get(ctx.principal)
+        if named is None:
+            named = self._buckets(ctx.principal)
+            if len(self._by_principal) < _MAX_CACHED_PRINCIPALS:
+                self._by_principal[ctx.principal] = named
         cost = self._cost(request)
         decision = await self._decide(named, cost, ctx)
-        _set_headers(ctx, decision, self._suffix)
+        if decision.states:
+            _set_headers(ctx, decision, self._header_names)
         if not decision.allowed:
             raise self._refusal(named, decision)
         return await call_next(request, ctx)
-
-    @property
-    def _suffix(self) -> str:
-        return f"-{self.options.unit}" if self.options.unit else ""
 
     def _shared_buckets(self) -> list[_Named]:
         out = []
@@ -267,12 +279,12 @@ class RateLimitPolicy(Generic[RequestT, ResponseT]):
 
     async def _ask(self, buckets: list[Bucket], cost: float, ctx: CallContext) -> Decision:
         left = ctx.time_left(self._clock.monotonic())
-        if left is None:
-            return await self._storage.acquire(buckets, cost)
-        if left <= 0:
+        if left is not None and left <= 0:
             raise BackendTimeoutError(
                 f"model {self.target!r}: the deadline passed before the rate limit was checked"
             )
+        if left is None or self._instant:
+            return await self._storage.acquire(buckets, cost)
         try:
             async with self._clock.timeout(left):
                 return await self._storage.acquire(buckets, cost)
@@ -349,14 +361,21 @@ def _describe(named: _Named) -> str:
 
 # Float noise (4.999999999 tokens) must not show as one unit less, or a second more.
 _EPSILON = 1e-9
+#: Principals whose bucket tuples are kept (API keys come from config: this is plenty).
+_MAX_CACHED_PRINCIPALS = 10_000
 
 
-def _set_headers(ctx: CallContext, decision: Decision, suffix: str = "") -> None:
-    if not decision.states:
-        return
-    state = decision.blocking() or min(decision.states, key=lambda s: (s.tokens, s.bucket.burst))
-    headers = _header_values(state.bucket.burst, state.tokens, state.full_in_s(), suffix)
-    ctx.response_headers.update(headers)
+def _set_headers(ctx: CallContext, decision: Decision, names: tuple[str, str, str]) -> None:
+    """The rate-limit headers of the tightest bucket (names built once: on every call's path)."""
+    states = decision.states
+    if len(states) == 1:
+        state = states[0]
+    else:
+        state = decision.blocking() or min(states, key=lambda s: (s.tokens, s.bucket.burst))
+    headers = ctx.response_headers
+    headers[names[0]] = str(math.floor(state.bucket.burst + _EPSILON))
+    headers[names[1]] = str(max(0, math.floor(state.tokens + _EPSILON)))
+    headers[names[2]] = str(max(0, math.ceil(state.full_in_s() - _EPSILON)))
 
 
 def _header_values(limit: float, tokens: float, reset_s: float, suffix: str = "") -> dict[str, str]:

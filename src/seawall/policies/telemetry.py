@@ -4,6 +4,9 @@ Every event counts in `seawall_policy_events_total{target, event}` (the target i
 model version, the event a class name: the label set stays bounded). State changes an operator
 must see (a breaker opening, an endpoint ejected, a shared limiter falling back to local) are
 also logged, with the event's fields.
+
+Each batch (`BatchExecuted`) is also observed in the histograms `seawall_batch_requests` and
+`seawall_batch_rows`: how many calls, and rows, one backend call served.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from seawall.policies.batching import BatchExecuted
 
 __all__ = ["LOGGED_EVENTS", "PolicyTelemetry"]
 
@@ -39,6 +44,10 @@ LOGGED_EVENTS = frozenset(
 )
 
 
+#: Batch sizes (calls or rows per backend call) worth telling apart.
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
 class PolicyTelemetry:
     """Counts every event by target and kind; logs the state changes in `LOGGED_EVENTS`."""
 
@@ -47,6 +56,20 @@ class PolicyTelemetry:
             "seawall_policy_events",
             "Policy events (retries, rejections, breaker transitions...), by target and event.",
             ["target", "event"],
+            registry=registry,
+        )
+        self.batch_requests = Histogram(
+            "seawall_batch_requests",
+            "Calls served by one backend call of a batching model, by target.",
+            ["target"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_rows = Histogram(
+            "seawall_batch_rows",
+            "Rows in one backend call of a batching model, by target.",
+            ["target"],
+            buckets=_BATCH_BUCKETS,
             registry=registry,
         )
         self._children: dict[tuple[str, str], Counter] = {}
@@ -58,6 +81,9 @@ class PolicyTelemetry:
         if child is None:
             child = self._children[(target, kind)] = self.events.labels(target, kind)
         child.inc()
+        if isinstance(event, BatchExecuted):
+            self.batch_requests.labels(target).observe(event.requests)
+            self.batch_rows.labels(target).observe(event.rows)
         if kind in LOGGED_EVENTS:
             logger.warning(kind, extra={"event": kind, **_loggable(_fields(event))})
 

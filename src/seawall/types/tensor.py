@@ -205,6 +205,8 @@ class InferenceResponse:
 
 
 _EXACT_FLOAT_INT = 2**53  # floats represent every integer up to here exactly
+#: The largest finite value of each float dtype.
+_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
 
 
 def coerce(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
@@ -232,6 +234,10 @@ def coerce(values: npt.NDArray[Any], datatype: Datatype) -> npt.NDArray[Any]:
     if datatype.is_integer:
         return _to_integer(values, datatype)
     if datatype.is_float:
+        # The usual case (JSON's float64 to FP32): one range check, no warning machinery.
+        # NaN and inf fail `<=` and take the careful path below.
+        if kind == "f" and float(np.abs(values).max()) <= _FLOAT_MAX[target]:
+            return values.astype(target)
         with np.errstate(over="ignore", invalid="ignore"):
             out = values.astype(target)
         if not np.isfinite(out[np.isfinite(values)]).all():

@@ -784,3 +784,64 @@ async def test_mutated_requests_never_get_a_5xx(client: httpx.AsyncClient, call:
 @given(call=arbitrary())
 async def test_arbitrary_bodies_never_get_a_5xx(client: httpx.AsyncClient, call: _Call) -> None:
     await _assert_answered_in_protocol(client, call)
+
+
+# --- response cache -------------------------------------------------------------------------
+
+CACHED_CONFIG = IRIS_CONFIG + "    policies: {cache: {ttl_s: 60}}\n"
+
+
+@pytest.fixture
+async def cached(demo_dir: Path) -> AsyncIterator[_Served]:
+    """iris with a response cache."""
+    config = parse_config(CACHED_CONFIG, base_dir=demo_dir, environ={})
+    async for served in _serve(config, config.server):
+        yield served
+
+
+async def test_a_repeated_infer_is_a_cache_hit_answered_with_the_callers_ids(
+    cached: _Served,
+) -> None:
+    http, body = cached.client, _infer_body(SETOSA, VIRGINICA)
+    first = await http.post("/v2/models/iris/infer", json={**body, "id": "one"})
+    second = await http.post(
+        "/v2/models/iris/versions/1/infer",  # the same resolved version: the same entry
+        json={**body, "id": "two"},
+        headers={"x-request-id": "req-2"},
+    )
+
+    assert [r.status_code for r in (first, second)] == [200, 200]
+    assert [r.headers["x-seawall-cache"] for r in (first, second)] == ["miss", "hit"]
+    assert (second.json()["id"], second.headers["x-request-id"]) == ("two", "req-2")
+    assert second.json()["outputs"] == first.json()["outputs"]
+    assert second.headers["x-seawall-served-by"] == "iris:1"
+
+
+@pytest.mark.parametrize("directive", ["no-cache", "no-store"])
+async def test_cache_control_on_the_request_reaches_the_cache(
+    cached: _Served, directive: str
+) -> None:
+    http, body = cached.client, _infer_body(SETOSA)
+    await http.post("/v2/models/iris/infer", json=body)
+    bypassed = await http.post(
+        "/v2/models/iris/infer", json=body, headers={"Cache-Control": directive}
+    )
+    assert bypassed.status_code == 200
+    assert bypassed.headers["x-seawall-cache"] == "bypass"
+
+
+async def test_a_hit_is_encoded_in_binary_when_asked(cached: _Served) -> None:
+    http, body = cached.client, _infer_body(SETOSA, VIRGINICA)
+    as_json = (await http.post("/v2/models/iris/infer", json=body)).json()
+    binary = await http.post(
+        "/v2/models/iris/infer", json={**body, "parameters": {"binary_data_output": True}}
+    )
+
+    assert binary.headers["x-seawall-cache"] == "hit"  # the encoding is not part of the key
+    header_length = int(binary.headers["inference-header-content-length"])
+    header = orjson.loads(binary.content[:header_length])
+    raw = binary.content[header_length:]
+    split = header["outputs"][0]["parameters"]["binary_data_size"]
+    labels, probabilities = np.frombuffer(raw[:split], np.int64), np.frombuffer(raw[split:])
+    assert labels.tolist() == as_json["outputs"][0]["data"]
+    assert probabilities.tolist() == as_json["outputs"][1]["data"]

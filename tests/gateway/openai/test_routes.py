@@ -37,6 +37,9 @@ from seawall.errors import (
 )
 from seawall.gateway import Gateway
 from seawall.gateway.asgi import Message
+from seawall.pipeline import Pipeline
+from seawall.policies.cache import CachePolicy
+from seawall.policies.cache_codec import LlmCodec
 from seawall.types import ChunkStream, LlmKind, LlmRequest, LlmResponse, Usage
 
 Group = Callable[[LlmRequest, CallContext], Awaitable[LlmResponse]]
@@ -1057,3 +1060,35 @@ async def test_arbitrary_bodies_never_get_a_5xx(
             or error["param"].split("[")[0].split(".")[0] in body
             or (error["param"] in ("model", "messages"))
         )
+
+
+async def test_a_cached_answer_is_marked_and_adds_no_tokens(
+    groups: dict[str, Group], client: httpx.AsyncClient
+) -> None:
+    seen: list[tuple[LlmRequest, CallContext]] = []
+    cache: CachePolicy[LlmRequest, LlmResponse] = CachePolicy(LlmCodec(), target="chat")
+    groups["chat"] = Pipeline([cache], complete(chat_body("Hello!"), seen=seen))
+
+    first = await client.post("/v1/chat/completions", json=chat_request(temperature=0))
+    second = await client.post(
+        "/v1/chat/completions",
+        json=chat_request(temperature=0, user="another"),
+        headers={"x-request-id": "mine"},
+    )
+    fresh = await client.post(
+        "/v1/chat/completions",
+        json=chat_request(temperature=0),
+        headers={"cache-control": "no-cache"},
+    )
+
+    assert [r.headers["x-seawall-cache"] for r in (first, second, fresh)] == [
+        "miss",
+        "hit",
+        "bypass",
+    ]
+    assert second.json() == first.json()
+    assert second.headers["x-request-id"] == "mine"
+    assert len(seen) == 2  # the first call and the no-cache one
+    samples = await _metrics(client)
+    assert samples[_tokens("chat", "prompt")] == 2 * 7  # the hit's tokens were not spent
+    assert samples[_tokens("chat", "completion")] == 2 * 3

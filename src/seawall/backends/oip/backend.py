@@ -63,6 +63,7 @@ class OipBackend:
         *,
         binary: bool = False,
         health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
+        signature: ModelMetadata | None = None,
         clock: Clock | None = None,
     ) -> None:
         if not model:
@@ -81,17 +82,21 @@ class OipBackend:
         self._path = path
         self.name = f"oip:{upstream.base_url}{path.removeprefix('/v2/models')}"
         self._metadata: ModelMetadata | None = None
+        self._signature = signature
 
     def __repr__(self) -> str:
         return f"OipBackend({self.name!r}, binary={self.binary})"
 
     async def load(self) -> None:
-        """Open the connection pool and read the upstream model's metadata."""
+        """Open the connection pool and read the upstream model's metadata (unless declared)."""
         self._metadata = None
         try:
             await self.upstream.start()
         except (OSError, ValueError) as exc:  # ssl: a CA, certificate or key file it cannot use
             raise ConfigError(f"{self.name}: cannot set up TLS: {exc}") from exc
+        if self._signature is not None:
+            self._metadata = self._signature
+            return
         try:
             response = await self.upstream.request("GET", self._path)
         except BackendError as exc:

@@ -20,7 +20,8 @@ header is sent before.
 Metrics use the model group's name as the `model` label (`_unknown` for a name that is not a
 group) and an empty version. A stream is counted when it ends, with 200, the status of the error
 that ended it (the client saw a 200 and an error event), or 499 if the client left first. Tokens
-go to `seawall_llm_tokens_total`: a stream's when it ends, from `ChunkStream.usage`.
+go to `seawall_llm_tokens_total`: a stream's when it ends, from `ChunkStream.usage`; an answer
+from the response cache adds none.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ class OpenAiRoutes:
             if response.stream is not None:
                 await response.stream.aclose()
             payload = encode_response(response, exchange.label)
-            self._count(exchange.label, _usage_of(response))
+            if exchange.ctx.annotations.get("cache") != "hit":  # a cached answer used no tokens
+                self._count(exchange.label, _usage_of(response))
             await send_response(send, 200, payload, headers=exchange.headers(response))
             return 200
         finally:

@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 #: Status recorded for a stream the client left before its end (nginx's 499: client closed).
 CLIENT_CLOSED = 499
+#: How long a call runs before its client is watched for leaving (see `unless_disconnected`).
+WATCH_AFTER_S = 0.05
 
 
 class _ClientGoneError(Exception):
@@ -62,20 +64,38 @@ async def unless_disconnected(call: Awaitable[T], receive: Receive) -> T:
     and an abandoned call must not keep its upstream connection (nor count as the deployment
     failing, and be failed over, for a client that is gone). The request body has been read,
     so the next `receive()` only ever reports the disconnect.
+
+    This is on every request's path, so `call` runs in the caller's task, and the watcher task
+    starts only once the call has taken `WATCH_AFTER_S`: most calls finish before and cost one
+    timer; a client that leaves is still noticed within that time.
     """
-    work: asyncio.Task[T] = asyncio.ensure_future(call)
-    watcher = asyncio.create_task(_until_disconnect(receive))
-    tasks = (work, watcher)
+    task = asyncio.current_task()
+    assert task is not None, "unless_disconnected runs inside a task"
+    gone = False
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnect(receive)
+        gone = True
+        task.cancel()
+
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.create_task(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return await call
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled from outside (shutdown): not the client's doing
+        task.uncancel()
+        raise ClientDisconnectedError from None
     finally:
-        if not work.done():
-            work.cancel()
-        watcher.cancel()
-        await _cancel_all(tasks)
-    if work.cancelled():
-        raise ClientDisconnectedError
-    return work.result()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()  # ends at the loop's next turn: it only ever waits on receive()
 
 
 async def _pump(stream: ChunkStream, send: Send, internal: Callable[[], OpenAiError]) -> int:
