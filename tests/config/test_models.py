@@ -181,3 +181,26 @@ def test_oip_invalid_settings_name_the_field(backend: dict[str, Any], message: s
     (problem,) = caught.value.problems
     assert message in problem
     assert problem.startswith("models[0].backend")
+
+
+@pytest.mark.parametrize("kind", ["sklearn", "onnx"])
+def test_a_model_file_may_name_its_signed_manifest(kind: str) -> None:
+    model = ModelSettings.model_validate(
+        {"name": "m", "backend": {"kind": kind, "path": "m.bin"}, "signature": "sigs/m.json"}
+    )
+    assert model.signature == "sigs/m.json"
+    assert (
+        ModelSettings.model_validate(
+            {"name": "m", "backend": {"kind": kind, "path": "m.bin"}}
+        ).signature
+        is None
+    )
+
+
+def test_only_models_loaded_from_a_file_have_a_signature() -> None:
+    with pytest.raises(
+        ConfigError, match=r"models\[0\]: signature: only models loaded from a file"
+    ):
+        parse_config(
+            "models:\n  - name: m\n    backend: {kind: mock}\n    signature: m.manifest.json\n"
+        )

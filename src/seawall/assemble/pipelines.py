@@ -20,6 +20,7 @@ from seawall.assemble import options as build
 from seawall.assemble.cache import model_cache
 from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
+from seawall.assemble.signing import artifact_check, artifact_verifier
 from seawall.backends import (
     Backend,
     CallableBackend,
@@ -58,6 +59,7 @@ from seawall.policies import (
     ValidationOptions,
     ValidationPolicy,
 )
+from seawall.security import ArtifactVerifier
 from seawall.types import InferenceRequest, InferenceResponse, ModelMetadata, TensorSpec
 
 __all__ = ["assemble", "build_backend"]
@@ -89,7 +91,11 @@ def assemble(
         closers=shared.closers,
         shared=shared,
     )
-    models = [_model(i, s, config, assembly, clock, on_event) for i, s in enumerate(config.models)]
+    verifier = artifact_verifier(config)  # keys read once; a bad one fails here, with its path
+    models = [
+        _model(i, s, config, assembly, clock, on_event, verifier)
+        for i, s in enumerate(config.models)
+    ]
     for model in models:
         assembly.repository.add(
             ServedModel(model.settings.name, model.settings.version, model.backend, model.inner),
@@ -115,10 +121,11 @@ def _model(
     assembly: Assembly,
     clock: Clock,
     on_event: EventSink,
+    verifier: ArtifactVerifier,
 ) -> _Model:
     label = f"{settings.name}:{settings.version}"
     with build.at(f"models[{index}].backend"):
-        backend = build_backend(settings, config, clock, on_event)
+        backend = build_backend(settings, config, clock, on_event, verifier=verifier)
     policies = config.policies_for(settings)
     validation = ValidationPolicy(
         backend.metadata,
@@ -168,9 +175,18 @@ def _fallback(
 
 
 def build_backend(
-    settings: ModelSettings, config: SeawallConfig, clock: Clock, on_event: EventSink = discard
+    settings: ModelSettings,
+    config: SeawallConfig,
+    clock: Clock,
+    on_event: EventSink = discard,
+    *,
+    verifier: ArtifactVerifier | None = None,
 ) -> Backend:
-    """The backend for one model version; a remote one's events go to `on_event`."""
+    """The backend for one model version; a remote one's events go to `on_event`.
+
+    A model file is verified against `verifier` (default: the config's `security`) before it
+    is loaded.
+    """
     spec: BackendSettings = settings.backend
     if isinstance(spec, OipBackendSettings):
         return _oip_pool(settings, spec, config, clock, on_event)
@@ -183,7 +199,8 @@ def build_backend(
             seed=spec.seed,
             clock=clock,
         )
-    options = InProcessOptions(workers=spec.workers, max_queue=spec.max_queue)
+    check = artifact_check(settings, config, verifier or artifact_verifier(config))
+    options = InProcessOptions(workers=spec.workers, max_queue=spec.max_queue, check_artifact=check)
     if isinstance(spec, SklearnBackendSettings):
         return SklearnBackend(
             config.resolve_path(spec.path),

@@ -21,7 +21,7 @@ from seawall.store import StoreError
 if TYPE_CHECKING:
     from seawall.store import Database
 
-__all__ = ["db_app"]
+__all__ = ["ConfigOption", "UrlOption", "database_or_exit", "db_app"]
 
 db_app = typer.Typer(help="Migrate and inspect the database.", no_args_is_help=True)
 
@@ -35,7 +35,8 @@ UrlOption = Annotated[
 ]
 
 
-def _database(config: Path | None, url: str | None) -> Database:
+def database_or_exit(config: Path | None, url: str | None) -> Database:
+    """The database named by `--url`, else `--config`'s, else the environment's; exit 2 if bad."""
     from seawall.store import Database  # deferred: `seawall serve` does not need SQLAlchemy
 
     try:
@@ -56,7 +57,7 @@ def upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Migrate the schema (idempotent; `seawall serve` also does it at start-up)."""
-    database = _database(config, url)
+    database = database_or_exit(config, url)
     try:
         database.upgrade(revision)
         typer.echo(f"ok: {database.url} at revision {database.revision()}")
@@ -70,7 +71,7 @@ def upgrade(
 @db_app.command("current")
 def current(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Print the schema revision the database is at, and the newest one this seawall knows."""
-    database = _database(config, url)
+    database = database_or_exit(config, url)
     try:
         revision = database.revision()
     except StoreError as exc:
@@ -125,7 +126,7 @@ def spend(
         raise typer.Exit(2)
     from seawall.store import SpendLedger
 
-    database = _database(config, url)
+    database = database_or_exit(config, url)
     try:
         totals = asyncio.run(SpendLedger(database).totals(key, label))
     except StoreError as exc:

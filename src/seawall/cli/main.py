@@ -1,4 +1,4 @@
-"""`seawall`: serve, demo, config, db, version."""
+"""`seawall`: serve, demo, config, db, audit, keys, models, version."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import Annotated
 import typer
 
 from seawall import __version__
+from seawall.cli.auditcmd import audit_app
 from seawall.cli.configcmd import config_app, load_or_exit
 from seawall.cli.dbcmd import db_app
 from seawall.cli.demo import demo
+from seawall.cli.keyscmd import keys_app
+from seawall.cli.modelscmd import models_app
 from seawall.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -26,6 +29,9 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
 app.command()(demo)
 
 

@@ -18,6 +18,7 @@ from seawall.config.models import (
     TensorSpecSettings,
     ValidationSettings,
 )
+from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ModelSettings",
     "OnnxBackendSettings",
     "SeawallConfig",
+    "SecuritySettings",
     "ServerSettings",
     "Settings",
     "SklearnBackendSettings",

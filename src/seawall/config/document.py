@@ -16,6 +16,7 @@ from seawall.config.policies import (
     PolicySettings,
     RateLimitsSettings,
 )
+from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 
 __all__ = ["SeawallConfig"]
@@ -38,6 +39,8 @@ class SeawallConfig(Settings):
     """Models served by the gateway."""
     llm: LlmSettings | None = None
     """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
+    security: SecuritySettings = SecuritySettings()
+    """Artifact signatures: trusted public keys, and whether model files must be signed."""
     database_url: str | None = None
     """Database for spend (and the registry): null reads `SEAWALL_DATABASE_URL`, else
     `sqlite:///./seawall.db`; PostgreSQL as `postgresql://user@host/db`."""

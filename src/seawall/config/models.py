@@ -274,9 +274,24 @@ class ModelSettings(Settings):
     """Input validation."""
     policies: PolicySettings = PolicySettings()
     """Resilience policies; sections given here replace those of `policy_defaults`."""
+    signature: str | None = Field(None, min_length=1)
+    """Signed manifest of the model file (relative to the config file's directory; null:
+    `<backend.path>.manifest.json`, checked if present or if `security.require_signed`). A
+    manifest named here must exist and verify. Only for models loaded from a file."""
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: object) -> object:
         # YAML reads `version: 2` as an integer; a version is a name, so take it as text.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _signature_needs_a_file(self) -> ModelSettings:
+        if self.signature is not None and not isinstance(
+            self.backend, SklearnBackendSettings | OnnxBackendSettings
+        ):
+            raise ValueError(
+                "signature: only models loaded from a file (sklearn, onnx) are signed; "
+                f"this one is {self.backend.kind}"
+            )
+        return self

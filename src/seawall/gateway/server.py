@@ -7,6 +7,7 @@ A second SIGINT forces an immediate exit.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -54,6 +55,14 @@ class GatewayServer(uvicorn.Server):
             self._exit_at = time.monotonic() + self._delay_s
         else:
             self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything built so far (modules, models, pipelines) lives as long as the process:
+        # move it out of the garbage collector's sight, so collections during requests only
+        # scan what requests allocate (a full collection would walk ~1M startup objects).
+        gc.collect()
+        gc.freeze()
 
     async def on_tick(self, counter: int) -> bool:
         if self._exit_at is not None and time.monotonic() >= self._exit_at:

@@ -1,4 +1,4 @@
-"""Persistence shared by the control plane: the database, its migrations, the spend ledger.
+"""Persistence shared by the control plane: database, migrations, spend ledger, blob store.
 
 SQLite (WAL) by default, PostgreSQL at scale, through one SQLAlchemy engine and one alembic
 history. Imports only the core (`errors`, `clock`, `types`, `context`).
@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from seawall.store.errors import StoreError, StoreUnavailableError
 
 if TYPE_CHECKING:
+    from seawall.store.audit import AuditHead, AuditLog, AuditRecord
+    from seawall.store.audit_chain import VerifyResult
+    from seawall.store.blobs import BlobCorruptError, BlobNotFoundError, BlobStore
     from seawall.store.engine import Database
     from seawall.store.schema import Base, UtcDateTime
     from seawall.store.spend import SpendDelta, SpendKey, SpendLedger, SpendTotal
@@ -29,7 +32,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "AuditHead",
+    "AuditLog",
+    "AuditRecord",
     "Base",
+    "BlobCorruptError",
+    "BlobNotFoundError",
+    "BlobStore",
     "Database",
     "SpendBuffer",
     "SpendBufferOptions",
@@ -43,10 +52,18 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UtcDateTime",
+    "VerifyResult",
     "database_url_from_env",
 ]
 
 _LAZY = {
+    "AuditHead": "audit",
+    "AuditLog": "audit",
+    "AuditRecord": "audit",
+    "VerifyResult": "audit_chain",
+    "BlobStore": "blobs",
+    "BlobCorruptError": "blobs",
+    "BlobNotFoundError": "blobs",
     "Database": "engine",
     "Base": "schema",
     "UtcDateTime": "schema",

@@ -279,3 +279,40 @@ def test_options_validation(kwargs: dict[str, Any], message: str) -> None:
 
 def test_repr_names_the_class_and_backend() -> None:
     assert repr(Toy()) == "Toy('toy:model')"
+
+
+async def test_the_artifact_check_runs_before_the_model_is_read() -> None:
+    order: list[str] = []
+
+    class Recording(Toy):
+        def _load_sync(self) -> ModelMetadata:
+            order.append("load")
+            return super()._load_sync()
+
+    backend = await loaded(
+        Recording(options=InProcessOptions(check_artifact=lambda: order.append("check")))
+    )
+
+    assert order == ["check", "load"]
+    assert backend.ready()
+    await backend.close()
+
+
+async def test_a_failed_artifact_check_refuses_the_model_unread() -> None:
+    read: list[bool] = []
+
+    class Recording(Toy):
+        def _load_sync(self) -> ModelMetadata:
+            read.append(True)
+            return super()._load_sync()
+
+    def refuse() -> None:
+        raise ValueError("toy: digest mismatch: model.bin")
+
+    backend = Recording(options=InProcessOptions(check_artifact=refuse))
+
+    with pytest.raises(ValueError, match="digest mismatch"):
+        await backend.load()
+    assert read == []
+    assert not backend.ready()
+    await backend.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,6 +54,9 @@ class InProcessOptions:
     max_queue: int = DEFAULT_MAX_QUEUE
     #: `Retry-After` sent with those refusals.
     retry_after_s: float = DEFAULT_RETRY_AFTER_S
+    #: Called in the loading thread before the model file is read; raising refuses the model.
+    #: `assemble` passes an artifact signature check here (backends know nothing of signing).
+    check_artifact: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -165,6 +168,10 @@ class InProcessBackend(ABC):
         return Tensor.from_numpy(name, array, datatype)
 
     def _load_locked(self) -> ModelMetadata:
+        if self._options.check_artifact is not None:
+            # Before anything is unpickled: a pickle runs code as it loads. Outside the lock,
+            # so several models' files are hashed at once.
+            self._options.check_artifact()
         # Loading imports modules (unpickling imports scikit-learn's, a Python model its own).
         # Two threads importing the same package at once can see it half initialised
         # (scikit-learn#13940), so loads take turns; inference still runs in parallel.
