@@ -13,7 +13,14 @@ from seawall.clock import FakeClock
 from seawall.context import CallContext
 from seawall.errors import ForbiddenError, RejectedError, UnauthorizedError
 from seawall.pipeline import Pipeline
-from seawall.policies.auth import ApiKey, AuthFailed, AuthOptions, AuthPolicy, hash_key
+from seawall.policies.auth import (
+    ApiKey,
+    AuthFailed,
+    AuthOptions,
+    AuthPolicy,
+    CachedKeyLookup,
+    hash_key,
+)
 
 CLOCK_WALL_START = 1_700_000_000.0
 
@@ -243,3 +250,93 @@ async def test_the_policy_is_named_in_a_pipeline() -> None:
     ctx = CallContext.new("r", credentials="sk-alice-secret")
     assert await pipeline("req", ctx) == "ok"
     assert ctx.principal == "alice"
+
+
+# --- keys from a lookup (the database) ---------------------------------------------------------
+
+
+class Lookup:
+    """A `KeyLookup` over a dict of secrets, counting the calls it answers."""
+
+    def __init__(self, keys: dict[str, ApiKey]) -> None:
+        self.keys = keys
+        self.calls = 0
+
+    async def __call__(self, secret: str) -> ApiKey | None:
+        self.calls += 1
+        return self.keys.get(secret)
+
+
+async def test_a_lookup_is_asked_when_no_configured_key_matches() -> None:
+    clock = FakeClock(wall_start=CLOCK_WALL_START)
+    lookup = Lookup(
+        {
+            "sw-db": ApiKey.from_plaintext("db-key", "sw-db"),
+            "sw-old": ApiKey.from_plaintext("old", "sw-old", expires_at=CLOCK_WALL_START - 1),
+            "sw-view": ApiKey.from_plaintext("viewer", "sw-view", roles={"viewer"}),
+        }
+    )
+    policy: AuthPolicy[str, str] = AuthPolicy(keys=KEYS, lookup=lookup, clock=clock, target="m")
+    assert (await policy.verify("sk-alice-secret")).name == "alice"
+    assert lookup.calls == 0  # configured keys are found without it
+    assert (await policy.verify("sw-db")).name == "db-key"
+    with pytest.raises(UnauthorizedError, match="unknown API key"):
+        await policy.verify("sw-nobody")
+    with pytest.raises(UnauthorizedError, match="'old' has expired"):
+        await policy.verify("sw-old")
+    with pytest.raises(ForbiddenError, match="'viewer' lacks the role 'consumer'"):
+        await policy.verify("sw-view")
+    with pytest.raises(UnauthorizedError, match="required"):
+        await policy.verify(None)
+    assert lookup.calls == 4
+    with pytest.raises(UnauthorizedError, match="unknown API key"):
+        policy.check("sw-db")  # the synchronous check knows configured keys only
+
+
+async def test_a_lookup_alone_is_enough_to_build_the_policy() -> None:
+    lookup = Lookup({"sw-db": ApiKey.from_plaintext("db-key", "sw-db")})
+    policy: AuthPolicy[str, str] = AuthPolicy(lookup=CachedKeyLookup(lookup, ttl_s=5))
+    ctx = CallContext.new("r", credentials="sw-db")
+    assert await policy("req", ctx, lambda request, ctx: _ok()) == "ok"
+    assert ctx.principal == "db-key"
+    assert (
+        repr(policy) == "AuthPolicy(target='', keys=0, lookup=CachedKeyLookup(ttl_s=5, entries=1))"
+    )
+
+
+async def _ok() -> str:
+    return "ok"
+
+
+async def test_the_cache_reuses_answers_for_the_ttl_then_asks_again() -> None:
+    clock = FakeClock()
+    key = ApiKey.from_plaintext("db-key", "sw-db")
+    lookup = Lookup({"sw-db": key})
+    cache = CachedKeyLookup(lookup, clock=clock, ttl_s=5.0)
+    assert await cache("sw-db") is key
+    assert await cache("sw-nobody") is None
+    clock.advance(4.9)
+    assert await cache("sw-db") is key
+    assert await cache("sw-nobody") is None  # misses are cached too
+    assert lookup.calls == 2
+    del lookup.keys["sw-db"]  # revoked
+    assert await cache("sw-db") is key  # still within the TTL
+    clock.advance(0.1)
+    assert await cache("sw-db") is None
+    assert lookup.calls == 3
+
+
+async def test_the_cache_is_bounded_and_never_holds_a_secret() -> None:
+    lookup = Lookup({})
+    cache = CachedKeyLookup(lookup, clock=FakeClock(), max_entries=2)
+    for secret in ("sw-a", "sw-b", "sw-c"):
+        await cache(secret)
+    assert "sw-" not in repr(cache._answers)
+    assert len(cache._answers) == 2
+    assert set(cache._answers) == {hash_key("sw-b"), hash_key("sw-c")}
+    await cache("sw-a")  # dropped: asked again
+    assert lookup.calls == 4
+    with pytest.raises(ValueError, match=r"^ttl_s: "):
+        CachedKeyLookup(lookup, ttl_s=-1)
+    with pytest.raises(ValueError, match=r"^max_entries: "):
+        CachedKeyLookup(lookup, max_entries=0)

@@ -6,6 +6,12 @@ miss, so neither the lookup nor the comparison depends on how much of a guess wa
 No credentials, an unknown key or an expired one is 401; a known key without the required role
 or outside its model scopes is 403. The secret and its hash never appear in a message, an event
 or a `repr`.
+
+Keys issued at run time (kept in a database) come in through an optional `lookup`: an async
+function from a presented secret to its key, consulted when no configured key matches. Wrap it in
+`CachedKeyLookup` so a busy gateway asks the database about a secret at most once per TTL
+(5 s by default): a revocation takes effect within that time. Only the async path (`__call__`,
+`verify`) consults it; `check` knows the configured keys alone.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Generic, TypeVar
@@ -29,6 +35,8 @@ __all__ = [
     "AuthFailed",
     "AuthOptions",
     "AuthPolicy",
+    "CachedKeyLookup",
+    "KeyLookup",
     "hash_key",
 ]
 
@@ -38,6 +46,11 @@ ADMIN_ROLE = "admin"
 DEFAULT_ROLES = frozenset({"consumer"})
 #: The role a key needs to call the policy's target (inference).
 DEFAULT_REQUIRED_ROLE = "consumer"
+
+#: Seconds a `CachedKeyLookup` answer is reused: how late a revocation may take effect.
+DEFAULT_KEY_CACHE_TTL_S = 5.0
+#: Secrets a `CachedKeyLookup` remembers at once (misses too), oldest dropped first.
+DEFAULT_KEY_CACHE_ENTRIES = 10_000
 
 _SHA256_HEX_LEN = 64
 _HEX = frozenset("0123456789abcdef")
@@ -116,6 +129,53 @@ class ApiKey:
         return self.expires_at is not None and now >= self.expires_at
 
 
+#: Finds the key a presented secret belongs to (expired or not), or None: e.g. a database lookup.
+KeyLookup = Callable[[str], Awaitable[ApiKey | None]]
+
+
+class CachedKeyLookup:
+    """A `KeyLookup` that reuses each answer, hit or miss, for `ttl_s` seconds.
+
+    Entries are keyed by the secret's SHA-256, so the cache never holds a secret. Misses are
+    cached too, so a flood of made-up keys costs one lookup per distinct key per TTL, and a
+    newly issued key may take up to `ttl_s` to be recognised.
+    """
+
+    def __init__(
+        self,
+        lookup: KeyLookup,
+        *,
+        clock: Clock | None = None,
+        ttl_s: float = DEFAULT_KEY_CACHE_TTL_S,
+        max_entries: int = DEFAULT_KEY_CACHE_ENTRIES,
+    ) -> None:
+        if not (math.isfinite(ttl_s) and ttl_s >= 0):
+            raise ValueError(f"ttl_s: seconds >= 0, got {ttl_s}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries: at least 1, got {max_entries}")
+        self._lookup = lookup
+        self._clock = clock or SystemClock()
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        # digest -> (key or None, monotonic time the answer goes stale); oldest first.
+        self._answers: dict[str, tuple[ApiKey | None, float]] = {}
+
+    async def __call__(self, secret: str) -> ApiKey | None:
+        digest, now = hash_key(secret), self._clock.monotonic()
+        cached = self._answers.get(digest)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        key = await self._lookup(secret)
+        self._answers.pop(digest, None)
+        if len(self._answers) >= self._max_entries:
+            del self._answers[next(iter(self._answers))]
+        self._answers[digest] = (key, self._clock.monotonic() + self._ttl_s)
+        return key
+
+    def __repr__(self) -> str:
+        return f"CachedKeyLookup(ttl_s={self._ttl_s}, entries={len(self._answers)})"
+
+
 @dataclass(frozen=True, slots=True)
 class AuthOptions:
     """What a key must have to call the policy's target."""
@@ -145,8 +205,8 @@ ResponseT = TypeVar("ResponseT")
 class AuthPolicy(Generic[RequestT, ResponseT]):
     """Lets through calls whose API key is known, unexpired, has the role and the model scope.
 
-    Sets `ctx.principal` to the key's name. Refuses to be built without keys: with auth
-    disabled, leave the policy out of the pipeline instead.
+    Sets `ctx.principal` to the key's name. Refuses to be built without keys or a `lookup`:
+    with auth disabled, leave the policy out of the pipeline instead.
     """
 
     name = "auth"
@@ -155,7 +215,8 @@ class AuthPolicy(Generic[RequestT, ResponseT]):
         self,
         options: AuthOptions | None = None,
         *,
-        keys: Iterable[ApiKey],
+        keys: Iterable[ApiKey] = (),
+        lookup: KeyLookup | None = None,
         clock: Clock | None = None,
         on_event: EventSink = discard,
         target: str = "",
@@ -164,6 +225,7 @@ class AuthPolicy(Generic[RequestT, ResponseT]):
         self.target = target
         self._clock = clock or SystemClock()
         self._on_event = on_event
+        self._key_lookup = lookup
         self._by_hash: dict[str, ApiKey] = {}
         names: set[str] = set()
         for key in keys:
@@ -175,27 +237,37 @@ class AuthPolicy(Generic[RequestT, ResponseT]):
                 )
             names.add(key.name)
             self._by_hash[key.sha256] = key
-        if not self._by_hash:
+        if not self._by_hash and lookup is None:
             raise ValueError("keys: at least one API key is needed (to disable auth, omit it)")
 
     async def __call__(
         self, request: RequestT, ctx: CallContext, call_next: Handler[RequestT, ResponseT]
     ) -> ResponseT:
-        ctx.principal = self.check(ctx.credentials).name
+        ctx.principal = (await self.verify(ctx.credentials)).name
         return await call_next(request, ctx)
 
     def check(self, credentials: str | None) -> ApiKey:
-        """The key for `credentials` if it may call the target; else 401 or 403 (and an event)."""
-        key = self._authenticate(credentials)
+        """The configured key for `credentials` if it may call the target; else 401 or 403."""
+        key = self._lookup(credentials) if credentials else None
+        return self._checked(credentials, key)
+
+    async def verify(self, credentials: str | None) -> ApiKey:
+        """`check`, also asking the `lookup` when no configured key matches."""
+        key = self._lookup(credentials) if credentials else None
+        if key is None and credentials and self._key_lookup is not None:
+            key = await self._key_lookup(credentials)
+        return self._checked(credentials, key)
+
+    def _checked(self, credentials: str | None, key: ApiKey | None) -> ApiKey:
+        key = self._authenticate(credentials, key)
         self._authorize(key)
         return key
 
-    def _authenticate(self, credentials: str | None) -> ApiKey:
+    def _authenticate(self, credentials: str | None, key: ApiKey | None) -> ApiKey:
         where = self._where()
         if not credentials:
             message = "an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key'"
             raise self._fail("missing", None, UnauthorizedError(where + message))
-        key = self._lookup(credentials)
         if key is None:
             raise self._fail("unknown", None, UnauthorizedError(f"{where}unknown API key"))
         if key.expired(self._clock.time()):
@@ -229,4 +301,5 @@ class AuthPolicy(Generic[RequestT, ResponseT]):
         return f"model {self.target!r}: " if self.target else ""
 
     def __repr__(self) -> str:
-        return f"AuthPolicy(target={self.target!r}, keys={len(self._by_hash)})"
+        lookup = "" if self._key_lookup is None else f", lookup={self._key_lookup!r}"
+        return f"AuthPolicy(target={self.target!r}, keys={len(self._by_hash)}{lookup})"

@@ -55,6 +55,8 @@ __all__ = [
 
 MAX_RANK = 32
 _DATATYPES = ", ".join(d.value for d in Datatype)
+#: Datatypes by their name as sent (a dict lookup: `Datatype(...)` is slow on every tensor).
+_BY_NAME = {d.value: d for d in Datatype}
 _LENGTH = struct.Struct("<I")
 
 #: body, content type, JSON header length (set when binary data follows the JSON)
@@ -138,12 +140,10 @@ def _decode_input(
 def _datatype(value: Any, field: str) -> Datatype:
     if not isinstance(value, str):
         raise InvalidInputError(field, f"required: one of {_DATATYPES}")
-    try:
-        return Datatype(value.upper())
-    except ValueError:
-        raise InvalidInputError(
-            field, f"unknown datatype {value!r} (expected one of {_DATATYPES})"
-        ) from None
+    datatype = _BY_NAME.get(value) or _BY_NAME.get(value.upper())
+    if datatype is None:
+        raise InvalidInputError(field, f"unknown datatype {value!r} (expected one of {_DATATYPES})")
+    return datatype
 
 
 def _shape(value: Any, field: str) -> tuple[int, ...]:

@@ -106,7 +106,7 @@ def test_downgrade_removes_the_tables_and_the_functions(migrated: Database) -> N
             assert functions == 0
     assert tables == {"alembic_version", "spend"}
     assert migrated.revision() == "0001"
-    migrated.upgrade()  # and back up again
+    migrated.upgrade("0002")  # and back up again
     assert migrated.revision() == "0002"
 
 
