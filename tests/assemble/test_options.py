@@ -613,3 +613,17 @@ def test_shared_parts_report_option_errors_at_their_section(text: str, message: 
     with pytest.raises(ConfigError) as raised:
         build.SharedParts.from_config(config(text), FakeClock(), discard)
     assert str(raised.value) == message
+
+
+def test_database_keys_give_a_cached_lookup_migrated_at_start(tmp_path: Path) -> None:
+    config = parse_config(
+        f'database_url: "sqlite:///{tmp_path / "k.db"}"\nauth: {{database_keys: true}}\n'
+        "models: [{name: m, backend: {kind: mock}}]\n",
+        environ={},
+    )
+    parts = build.SharedParts.from_config(config, FakeClock(), discard)
+    assert parts.api_keys == ()
+    assert parts.key_lookup is not None
+    assert parts.authenticates
+    assert len(parts.starters) == 1
+    assert len(parts.closers) == 1

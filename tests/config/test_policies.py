@@ -520,7 +520,7 @@ auth:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("auth: {keys: []}", "auth.keys: List should have at least 1 item"),
+        ("auth: {keys: []}", "auth: keys: give at least one key, or set database_keys: true"),
         (
             f"auth: {{keys: [{{name: app, key: {SECRET}, roles: [root]}}]}}",
             "auth.keys[0].roles[0]: Input should be 'admin', 'consumer'",
@@ -830,3 +830,17 @@ def test_batching_in_policy_defaults_applies_to_every_model_unless_turned_off() 
     a, b = (config.policies_for(m) for m in config.models)
     assert a.batching == BatchingSettings(max_batch_size=16)
     assert b.batching is None
+
+
+def test_auth_needs_keys_or_the_database() -> None:
+    with pytest.raises(
+        ConfigError, match="auth: keys: give at least one key, or set database_keys"
+    ):
+        parse_config("auth: {}\nmodels: []\n", environ={})
+    config = parse_config("auth: {database_keys: true}\nmodels: []\n", environ={})
+    assert config.auth is not None
+    assert (config.auth.keys, config.auth.database_keys, config.auth.key_cache_ttl_s) == (
+        [],
+        True,
+        5.0,
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -69,6 +70,7 @@ from seawall.policies import (
     TimeoutOptions,
     TimeWindow,
 )
+from seawall.policies.auth import CachedKeyLookup, KeyLookup, hash_key
 from seawall.policies.batching import BatchingOptions
 from seawall.policies.fallback import Alternative
 from seawall.types import InferenceRequest, InferenceResponse
@@ -257,6 +259,14 @@ class SharedParts:
     admission: AdmissionPolicy[Any, Any] | None
     storage: BucketStorage
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    #: Keys made by `seawall keys create`, looked up in the database (`auth.database_keys`).
+    key_lookup: KeyLookup | None = None
+    #: Run at start-up before the models load (the key database's migrations).
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def authenticates(self) -> bool:
+        return bool(self.api_keys) or self.key_lookup is not None
 
     @classmethod
     def from_config(cls, config: SeawallConfig, clock: Clock, on_event: EventSink) -> SharedParts:
@@ -279,4 +289,32 @@ class SharedParts:
             storage = redis
         else:
             storage = MemoryBucketStorage(clock=clock)
-        return cls(keys, gate, storage, closers)
+        parts = cls(keys, gate, storage, closers)
+        if config.auth is not None and config.auth.database_keys:
+            parts.key_lookup = database_keys(config, clock, parts)
+        return parts
+
+
+def database_keys(config: SeawallConfig, clock: Clock, parts: SharedParts) -> KeyLookup:
+    """A cached lookup of the database's API keys (migrated at start, closed at exit)."""
+    from seawall.assemble.llm import open_database  # deferred: SQLAlchemy only when used
+    from seawall.security.apikeys import ApiKeyStore
+
+    assert config.auth is not None
+    database = open_database(config)
+    store = ApiKeyStore(database, clock=clock)
+
+    async def migrate() -> None:
+        await asyncio.to_thread(database.upgrade)
+
+    async def lookup(secret: str) -> ApiKey | None:
+        record = await store.lookup(secret)
+        if record is None:
+            return None
+        expires_at = None if record.expires_at is None else record.expires_at.timestamp()
+        models = None if record.models is None else frozenset(record.models)
+        return ApiKey(record.name, hash_key(secret), frozenset(record.roles), models, expires_at)
+
+    parts.starters.append(migrate)
+    parts.closers.append(database.aclose)
+    return CachedKeyLookup(lookup, clock=clock, ttl_s=config.auth.key_cache_ttl_s)

@@ -132,9 +132,9 @@ def front_policies(
     """auth → rate limit → [before_admission] → admission, as configured (any kind of model)."""
     kw: dict[str, Any] = {"clock": clock, "on_event": on_event, "target": label}
     front: list[Any] = []
-    if shared.api_keys:
+    if shared.authenticates:
         with build.at("auth.keys"):  # two keys with one name, or with one secret
-            front.append(AuthPolicy(keys=shared.api_keys, **kw))
+            front.append(AuthPolicy(keys=shared.api_keys, lookup=shared.key_lookup, **kw))
     with build.at(f"ratelimit (model {label})"):
         limits = build.rate_limits(config.ratelimit, policies.ratelimit)
         if limits is not None:

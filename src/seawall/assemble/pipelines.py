@@ -89,6 +89,7 @@ def assemble(
         admission=shared.admission,
         api_keys=shared.api_keys,
         closers=shared.closers,
+        starters=shared.starters,
         shared=shared,
     )
     verifier = artifact_verifier(config)  # keys read once; a bad one fails here, with its path

@@ -364,8 +364,18 @@ class ApiKeySettings(Settings):
 class AuthSettings(Settings):
     """API keys; when this section is present, every inference call needs a valid key."""
 
-    keys: list[ApiKeySettings] = Field(min_length=1)
-    """The keys."""
+    keys: list[ApiKeySettings] = []
+    """Keys given in the file (from the environment)."""
+    database_keys: bool = False
+    """Also accept the keys made by `seawall keys create` (in `database_url`'s database)."""
+    key_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    """How long a database key's answer is reused: a revoked key stops working within it."""
+
+    @model_validator(mode="after")
+    def _some_keys(self) -> AuthSettings:
+        if not self.keys and not self.database_keys:
+            raise ValueError("keys: give at least one key, or set database_keys: true")
+        return self
 
 
 class AdmissionSettings(Settings):
