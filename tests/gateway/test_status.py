@@ -25,6 +25,7 @@ from seawall.errors import (
     UnauthorizedError,
 )
 from seawall.gateway.status import error_status, retry_after_header
+from seawall.store.errors import StoreUnavailableError
 
 #: Every class of the error tree, an instance of it and the status it must map to.
 TABLE: list[tuple[SeawallError, int]] = [
@@ -87,3 +88,9 @@ def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one(
 )
 def test_no_retry_after_without_a_delay(error: SeawallError) -> None:
     assert retry_after_header(error) is None
+
+
+def test_an_unavailable_store_is_503_with_retry_after() -> None:
+    error = StoreUnavailableError("database sqlite:///x.db: locked")
+    assert error_status(error) == 503
+    assert retry_after_header(error) == "1"

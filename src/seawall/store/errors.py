@@ -29,3 +29,5 @@ class StoreUnavailableError(StoreError):
     """The database could not be reached, dropped the connection, or stayed locked too long."""
 
     code = "store_unavailable"
+    #: Clients answered 503 for it are told to retry after this long (`Retry-After`).
+    retry_after_s: float | None = 1.0
