@@ -1,4 +1,5 @@
-"""Keys made by `seawall keys create` admit calls to a running gateway; revoked, they stop."""
+"""Keys made by `seawall keys create` admit calls (and admin calls) to a running gateway;
+revoked, they stop."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def test_database_keys_are_accepted_until_revoked(
     assert seawall_cli("db", "upgrade", "--url", database_url).returncode == 0
     consumer = create(seawall_cli, database_url, "app", "consumer")
     viewer = create(seawall_cli, database_url, "dashboards", "viewer")
+    admin = create(seawall_cli, database_url, "ops", "admin")
     config = tmp_path / "seawall.yaml"
     config.write_text(
         "server: {log_level: info}\n"
@@ -53,6 +55,14 @@ def test_database_keys_are_accepted_until_revoked(
     assert call(None).status_code == 401
     assert call("sw_" + "x" * 43).status_code == 401
     assert call(viewer).status_code == 403  # a known key without the consumer role
+
+    def admin_call(secret: str) -> int:
+        with httpx.Client(base_url=gateway.url, timeout=10.0) as http:
+            headers = {"authorization": f"Bearer {secret}"}
+            return http.get("/admin/circuits", headers=headers).status_code
+
+    assert admin_call(admin) == 200  # the admin API takes database keys too
+    assert admin_call(consumer) == 403
 
     assert seawall_cli("keys", "revoke", "app", "--url", database_url).returncode == 0
     deadline = time.monotonic() + 10.0

@@ -69,20 +69,23 @@ def admin_app(assembly: Assembly) -> FastAPI:
         openapi_url="/openapi.json",
     )
     # Every key is known (a consumer key gets 403, not 401), but only if one of them is an admin.
-    has_admin = any(k.has_role("admin") for k in assembly.api_keys)
+    lookup = assembly.shared.key_lookup if assembly.shared is not None else None
+    # Admin keys come from the file, or from the database (`seawall keys create --role admin`).
+    has_admin = lookup is not None or any(k.has_role("admin") for k in assembly.api_keys)
     guard: AuthPolicy[Any, Any] | None = (
-        AuthPolicy(AuthOptions(required_role="admin"), keys=assembly.api_keys)
+        AuthPolicy(AuthOptions(required_role="admin"), keys=assembly.api_keys, lookup=lookup)
         if has_admin
         else None
     )
 
-    def require_admin(request: Request) -> None:
+    async def require_admin(request: Request) -> None:
         if guard is None:
             raise ForbiddenError(
-                "the admin API is disabled: configure an API key with the admin role in auth.keys"
+                "the admin API is disabled: configure an API key with the admin role in "
+                "auth.keys, or set auth.database_keys"
             )
         headers = {k.lower(): v for k, v in request.headers.items()}
-        guard.check(credentials_of(headers))
+        await guard.verify(credentials_of(headers))
 
     router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
