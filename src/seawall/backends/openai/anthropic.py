@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from seawall.backends.http import HttpUpstream
-from seawall.backends.openai.client import ProviderClient, StreamLimits
+from seawall.backends.openai.client import ProviderBackend, ProviderClient, StreamLimits
 from seawall.backends.openai.messages import (
     AnthropicChunkDecoder,
     from_message,
@@ -33,7 +33,7 @@ DEFAULT_MAX_TOKENS = 1024
 _PATH = "/v1/messages"
 
 
-class AnthropicBackend:
+class AnthropicBackend(ProviderBackend):
     """An `LlmBackend` for one Claude model behind the Anthropic Messages API (chat only)."""
 
     def __init__(
@@ -68,21 +68,9 @@ class AnthropicBackend:
             headers=headers,
             limits=StreamLimits(first_token_timeout_s, idle_timeout_s),
         )
-        self._loaded = False
 
     def __repr__(self) -> str:
         return f"AnthropicBackend({self.name!r})"
-
-    async def load(self) -> None:
-        await self._client.upstream.start()
-        self._loaded = True
-
-    def ready(self) -> bool:
-        return self._loaded
-
-    async def close(self) -> None:
-        self._loaded = False
-        await self._client.upstream.close()
 
     async def call(self, request: LlmRequest, ctx: CallContext) -> LlmResponse:
         """Answer a chat request; a streamed one once its first text has arrived."""

@@ -22,7 +22,7 @@ from seawall.clock import Clock
 from seawall.errors import BackendTimeoutError, BadResponseError
 from seawall.types import ChunkStream
 
-__all__ = ["ProviderClient", "StreamLimits", "api_path"]
+__all__ = ["ProviderBackend", "ProviderClient", "StreamLimits", "api_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +133,21 @@ class ProviderClient:
         if timeout is not None and timeout <= left:
             return timeout, f"{timeout * 1000:.0f} ms (time to first token)"
         return left, "the request's deadline (first chunk)"
+
+
+class ProviderBackend:
+    """The lifecycle shared by provider backends: one upstream, reached through `_client`."""
+
+    _client: ProviderClient
+    _loaded: bool = False
+
+    async def load(self) -> None:
+        await self._client.upstream.start()
+        self._loaded = True
+
+    def ready(self) -> bool:
+        return self._loaded
+
+    async def close(self) -> None:
+        self._loaded = False
+        await self._client.upstream.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from seawall.backends.http import HttpUpstream
-from seawall.backends.openai.client import ProviderClient, StreamLimits
+from seawall.backends.openai.client import ProviderBackend, ProviderClient, StreamLimits
 from seawall.backends.openai.sse import SseEvent
 from seawall.backends.openai.stream import Emit, stream_error, wants_usage_chunk
 from seawall.clock import Clock, SystemClock
@@ -30,7 +30,7 @@ _PATHS = {
 }
 
 
-class OpenAiBackend:
+class OpenAiBackend(ProviderBackend):
     """An `LlmBackend` for one model on an OpenAI-compatible server."""
 
     def __init__(
@@ -61,21 +61,9 @@ class OpenAiBackend:
             headers=headers,
             limits=StreamLimits(first_token_timeout_s, idle_timeout_s),
         )
-        self._loaded = False
 
     def __repr__(self) -> str:
         return f"OpenAiBackend({self.name!r})"
-
-    async def load(self) -> None:
-        await self._client.upstream.start()
-        self._loaded = True
-
-    def ready(self) -> bool:
-        return self._loaded
-
-    async def close(self) -> None:
-        self._loaded = False
-        await self._client.upstream.close()
 
     async def call(self, request: LlmRequest, ctx: CallContext) -> LlmResponse:
         """Answer `request`; a streamed one once its first chunk has arrived."""
