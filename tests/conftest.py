@@ -19,6 +19,7 @@ from seawall.assemble import assemble
 from seawall.cli.demo import write_demo
 from seawall.config import SeawallConfig, load_config
 from seawall.gateway import Gateway
+from seawall.store import Database
 
 #: True on CI: tests that need PostgreSQL or Redis fail instead of skipping when they are missing.
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -73,6 +74,35 @@ def postgres_url() -> Iterator[str]:
     with psycopg.connect(POSTGRES_SERVER, connect_timeout=2, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
         conn.execute(drop)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database: an SQLite file, or a fresh PostgreSQL schema.
+
+    Database features are tested on both: a test that takes this fixture runs twice.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'seawall.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """An empty, unmigrated database, closed after the test."""
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def migrated(database: Database) -> Database:
+    """The database, migrated to the newest revision."""
+    database.upgrade()
+    return database
 
 
 def free_port() -> int:

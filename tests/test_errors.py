@@ -15,6 +15,7 @@ from seawall.errors import (
     BadResponseError,
     CircuitOpenError,
     ConfigError,
+    ConflictError,
     ForbiddenError,
     InvalidInputError,
     ModelExecutionError,
@@ -73,7 +74,7 @@ def _error_classes() -> list[type[SeawallError]]:
 
 def test_the_docstring_tree_is_exactly_the_class_hierarchy() -> None:
     drawn, real = _tree_from_docstring(), _tree_from_classes()
-    assert len(drawn) == 17
+    assert len(drawn) == 18
     assert drawn == real
 
 
@@ -110,6 +111,7 @@ def test_codes_are_set_on_every_class_and_unique() -> None:
         (InvalidInputError, "invalid_input"),
         (PayloadTooLargeError, "payload_too_large"),
         (NotFoundError, "not_found"),
+        (ConflictError, "conflict"),
         (ModelNotReadyError, "model_not_ready"),
         (UnauthorizedError, "unauthorized"),
         (ForbiddenError, "forbidden"),

@@ -7,6 +7,7 @@ SeawallError                      anything seawall raises on purpose
 │   ├── InvalidInputError         the request is malformed or does not fit the model (field, reason)
 │   ├── PayloadTooLargeError      the body is over the configured limit
 │   ├── NotFoundError             no such model or version
+│   ├── ConflictError             clashes with the current state (a name in use, a stage rule)
 │   ├── ModelNotReadyError        the model exists but is not loaded (reason)
 │   ├── UnauthorizedError         no or unknown credentials
 │   ├── ForbiddenError            credentials lack the role or scope
@@ -34,6 +35,7 @@ __all__ = [
     "BadResponseError",
     "CircuitOpenError",
     "ConfigError",
+    "ConflictError",
     "ForbiddenError",
     "InvalidInputError",
     "ModelExecutionError",
@@ -107,6 +109,13 @@ class NotFoundError(RejectedError):
     """No such model or version."""
 
     code = "not_found"
+
+
+class ConflictError(RejectedError):
+    """The request clashes with the current state: a name in use, a stage transition that is
+    not allowed, a promotion without its approvals. Retrying the same request will not help."""
+
+    code = "conflict"
 
 
 class ModelNotReadyError(RejectedError):

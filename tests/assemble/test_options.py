@@ -627,3 +627,23 @@ def test_database_keys_give_a_cached_lookup_migrated_at_start(tmp_path: Path) ->
     assert parts.authenticates
     assert len(parts.starters) == 1
     assert len(parts.closers) == 1
+    assert parts.control is not None
+    assert parts.starters == [parts.control.start]
+    assert parts.closers == [parts.control.aclose]
+
+
+async def test_a_database_url_alone_gives_a_control_plane_opened_on_first_use(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "c.db"
+    text = f'database_url: "sqlite:///{database}"\nmodels: []\n'
+    parts = build.SharedParts.from_config(parse_config(text, environ={}), FakeClock(), discard)
+    assert parts.control is not None
+    assert (parts.key_lookup, parts.starters) == (None, [])
+    assert not database.exists()  # nothing is opened or migrated until the admin API asks
+    await (await parts.control.audit()).append("ops", "circuit.mode", "m:1")
+    assert database.exists()
+    for close in parts.closers:
+        await close()
+    without = build.SharedParts.from_config(config("models: []"), FakeClock(), discard)
+    assert without.control is None

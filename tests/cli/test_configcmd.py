@@ -123,7 +123,8 @@ models:
         "server.port: Input should be greater than or equal to 0",
         "server.log_level: Input should be 'debug', 'info', 'warning' or 'error'",
         "models[0].name: String should match pattern",
-        "models[0].backend: unknown backend kind; expected one of mock, oip, onnx, python, sklearn",
+        "models[0].backend: unknown backend kind; expected one of mock, oip, onnx, python, "
+        "registry, sklearn",
         "models[1].backend.error_rate: Input should be less than or equal to 1",
     ):
         assert f"  {problem}" in result.stderr, problem

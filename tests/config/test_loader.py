@@ -20,7 +20,7 @@ from seawall.errors import ConfigError
 from seawall.types import Datatype
 
 UNKNOWN = "unknown field (check the spelling; see `seawall config schema`)"
-KINDS = "unknown backend kind; expected one of mock, oip, onnx, python, sklearn"
+KINDS = "unknown backend kind; expected one of mock, oip, onnx, python, registry, sklearn"
 
 FULL = """
 server:
@@ -182,7 +182,8 @@ def test_settings_are_frozen() -> None:
         ("models:\n - {name: a, backend: {kind: tf}}\n", f"models[0].backend: {KINDS}"),
         (
             "models:\n - {name: a, backend: {path: p}}\n",
-            "models[0].backend: `kind` is required: one of mock, oip, onnx, python, sklearn",
+            "models[0].backend: `kind` is required: one of mock, oip, onnx, python, registry, "
+            "sklearn",
         ),
         (
             "models:\n - {name: a, backend: {kind: sklearn}}\n",

@@ -1,4 +1,4 @@
-"""The audit log survives SIGKILL: 100 writers killed at random points on SQLite, 100 on PostgreSQL.
+"""The audit log survives SIGKILL: 200 writers killed at random points on SQLite, 200 on PostgreSQL.
 
 Each writer is a real process appending in a loop and printing each acknowledged seq (flushed)
 the moment `append` returns. It is killed with SIGKILL 20 to 150 ms after it starts: inside a
@@ -36,7 +36,7 @@ from seawall.store import AuditLog, AuditRecord, Database
 pytestmark = pytest.mark.e2e
 
 #: Writers killed per database.
-RUNS = 100
+RUNS = 200
 #: How long a writer lives before SIGKILL, in seconds.
 LIFETIME_S = (0.020, 0.150)
 

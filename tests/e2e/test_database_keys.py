@@ -8,20 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 if TYPE_CHECKING:  # conftest is not importable at run time (--import-mode=importlib)
     from tests.e2e.conftest import Launch, RunSeawall
 
 BODY = {"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'keys.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def create(seawall_cli: RunSeawall, url: str, name: str, role: str) -> str:

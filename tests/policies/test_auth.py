@@ -293,6 +293,21 @@ async def test_a_lookup_is_asked_when_no_configured_key_matches() -> None:
         policy.check("sw-db")  # the synchronous check knows configured keys only
 
 
+async def test_authenticate_checks_the_key_but_neither_role_nor_scope() -> None:
+    clock = FakeClock(wall_start=CLOCK_WALL_START)
+    lookup = Lookup({"sw-view": ApiKey.from_plaintext("viewer", "sw-view", roles={"viewer"})})
+    policy: AuthPolicy[str, str] = AuthPolicy(keys=KEYS, lookup=lookup, clock=clock, target="m")
+    assert (await policy.authenticate("sw-view")).name == "viewer"  # verify: 403 (role)
+    assert (await policy.authenticate("sk-iris-secret")).name == "iris-only"  # verify: 403 (scope)
+    with pytest.raises(UnauthorizedError, match="unknown API key"):
+        await policy.authenticate("sw-nobody")
+    with pytest.raises(UnauthorizedError, match="required"):
+        await policy.authenticate(None)
+    clock.advance(60.0)
+    with pytest.raises(UnauthorizedError, match="'temp' has expired"):
+        await policy.authenticate("sk-temp-secret")
+
+
 async def test_a_lookup_alone_is_enough_to_build_the_policy() -> None:
     lookup = Lookup({"sw-db": ApiKey.from_plaintext("db-key", "sw-db")})
     policy: AuthPolicy[str, str] = AuthPolicy(lookup=CachedKeyLookup(lookup, ttl_s=5))

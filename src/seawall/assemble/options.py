@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seawall.assemble.control import ControlPlane
 from seawall.backends.inprocess.callable import resolve
 from seawall.clock import Clock
 from seawall.config import SeawallConfig
@@ -74,6 +74,10 @@ from seawall.policies.auth import CachedKeyLookup, KeyLookup, hash_key
 from seawall.policies.batching import BatchingOptions
 from seawall.policies.fallback import Alternative
 from seawall.types import InferenceRequest, InferenceResponse
+
+if TYPE_CHECKING:
+    from seawall.registry import Registry
+    from seawall.store import AuditLog, Database
 
 __all__ = ["ERROR_CODES", "SharedParts", "at"]
 
@@ -263,6 +267,9 @@ class SharedParts:
     key_lookup: KeyLookup | None = None
     #: Run at start-up before the models load (the key database's migrations).
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: The database of `database_url` (or of `auth.database_keys`), opened on first use: API
+    #: keys, the audit log. None when neither is configured.
+    control: ControlPlane | None = None
 
     @property
     def authenticates(self) -> bool:
@@ -290,31 +297,53 @@ class SharedParts:
         else:
             storage = MemoryBucketStorage(clock=clock)
         parts = cls(keys, gate, storage, closers)
-        if config.auth is not None and config.auth.database_keys:
-            parts.key_lookup = database_keys(config, clock, parts)
+        database_keys = config.auth is not None and config.auth.database_keys
+        registry_models = any(m.backend.kind == "registry" for m in config.models)
+        if config.database_url is not None or database_keys or registry_models:
+            control = parts.control = control_plane(config, clock)
+            parts.closers.append(control.aclose)
+            if database_keys:
+                parts.key_lookup = database_key_lookup(config, clock, control)
+                parts.starters.append(control.start)  # an unreachable database fails the start
         return parts
 
 
-def database_keys(config: SeawallConfig, clock: Clock, parts: SharedParts) -> KeyLookup:
-    """A cached lookup of the database's API keys (migrated at start, closed at exit)."""
-    from seawall.assemble.llm import open_database  # deferred: SQLAlchemy only when used
-    from seawall.security.apikeys import ApiKeyStore
+def control_plane(config: SeawallConfig, clock: Clock) -> ControlPlane:
+    """The config's database, opened and migrated on first use (`ControlPlane`)."""
 
+    def open_database() -> Database:
+        from seawall.assemble.llm import open_database  # deferred: SQLAlchemy only when used
+
+        return open_database(config)
+
+    def make_registry(database: Database, audit: AuditLog) -> Registry:
+        from seawall.registry import Registry, RegistryOptions
+        from seawall.store import BlobStore
+
+        settings = config.registry
+        store = settings.artifact_store
+        root = store if "://" in store else config.resolve_path(store)
+        options = RegistryOptions(
+            approval_ttl_s=settings.approval_ttl_s,
+            protected_aliases=frozenset(settings.protected_aliases),
+            default_required_approvals=settings.required_approvals,
+        )
+        blobs = BlobStore(root, cache_dir=config.resolve_path(settings.cache_dir) / "blobs")
+        return Registry(database, clock=clock, audit=audit, blobs=blobs, options=options)
+
+    return ControlPlane(open_database, clock=clock, make_registry=make_registry)
+
+
+def database_key_lookup(config: SeawallConfig, clock: Clock, control: ControlPlane) -> KeyLookup:
+    """A cached lookup of the API keys in `control`'s database."""
     assert config.auth is not None
-    database = open_database(config)
-    store = ApiKeyStore(database, clock=clock)
-
-    async def migrate() -> None:
-        await asyncio.to_thread(database.upgrade)
 
     async def lookup(secret: str) -> ApiKey | None:
-        record = await store.lookup(secret)
+        record = await (await control.keys()).lookup(secret)
         if record is None:
             return None
         expires_at = None if record.expires_at is None else record.expires_at.timestamp()
         models = None if record.models is None else frozenset(record.models)
         return ApiKey(record.name, hash_key(secret), frozenset(record.roles), models, expires_at)
 
-    parts.starters.append(migrate)
-    parts.closers.append(database.aclose)
     return CachedKeyLookup(lookup, clock=clock, ttl_s=config.auth.key_cache_ttl_s)

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from seawall.assemble import options as build
 from seawall.assemble.cache import model_cache
+from seawall.assemble.control import ControlPlane
 from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
+from seawall.assemble.registry import registry_backend
 from seawall.assemble.signing import artifact_check, artifact_verifier
 from seawall.backends import (
     Backend,
@@ -38,6 +40,7 @@ from seawall.backends.oip import OipBackend
 from seawall.backends.oip.backend import DEFAULT_HEALTH_TIMEOUT_S
 from seawall.backends.outlier import OutlierOptions
 from seawall.backends.pool import Endpoint, EndpointPool, HealthCheckOptions
+from seawall.backends.swap import SwappableBackend
 from seawall.clock import Clock, SystemClock
 from seawall.config import (
     BackendSettings,
@@ -45,6 +48,7 @@ from seawall.config import (
     MockBackendSettings,
     ModelSettings,
     OnnxBackendSettings,
+    RegistryBackendSettings,
     SeawallConfig,
     SklearnBackendSettings,
     TensorSpecSettings,
@@ -98,10 +102,12 @@ def assemble(
         for i, s in enumerate(config.models)
     ]
     for model in models:
-        assembly.repository.add(
-            ServedModel(model.settings.name, model.settings.version, model.backend, model.inner),
-            default=model.settings.default,
+        served = ServedModel(
+            model.settings.name, model.settings.version, model.backend, model.inner
         )
+        assembly.repository.add(served, default=model.settings.default)
+        if isinstance(model.backend, SwappableBackend):
+            model.backend.on_swap = assembly.repository.swapped_hook(served)
     inner = {(m.settings.name, m.settings.version): m.inner for m in models}
     for i, model in enumerate(models):
         front = front_policies(model.label, model.policies, config, shared, clock, on_event)
@@ -126,7 +132,10 @@ def _model(
 ) -> _Model:
     label = f"{settings.name}:{settings.version}"
     with build.at(f"models[{index}].backend"):
-        backend = build_backend(settings, config, clock, on_event, verifier=verifier)
+        control = assembly.shared.control if assembly.shared is not None else None
+        backend = build_backend(
+            settings, config, clock, on_event, verifier=verifier, control=control
+        )
     policies = config.policies_for(settings)
     validation = ValidationPolicy(
         backend.metadata,
@@ -182,13 +191,27 @@ def build_backend(
     on_event: EventSink = discard,
     *,
     verifier: ArtifactVerifier | None = None,
+    control: ControlPlane | None = None,
 ) -> Backend:
     """The backend for one model version; a remote one's events go to `on_event`.
 
     A model file is verified against `verifier` (default: the config's `security`) before it
-    is loaded.
+    is loaded. A registry model needs `control` (the database holding the registry).
     """
     spec: BackendSettings = settings.backend
+    if isinstance(spec, RegistryBackendSettings):
+        if control is None:
+            raise ConfigError("a registry model needs the control plane's database")
+        return registry_backend(
+            settings,
+            spec,
+            config,
+            registry=control.registry,
+            audit=control.audit,
+            verifier=verifier or artifact_verifier(config),
+            clock=clock,
+            on_event=on_event,
+        )
     if isinstance(spec, OipBackendSettings):
         return _oip_pool(settings, spec, config, clock, on_event)
     if isinstance(spec, MockBackendSettings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -111,6 +111,20 @@ class ModelRepository:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._models.values())
+
+    def swapped_hook(self, model: ServedModel) -> Callable[[str], None]:
+        """What a backend that swaps versions live calls after each swap: the model is ready
+        (even if its first load failed) and starts a new generation (no stale cache hits)."""
+
+        def swapped(version: str) -> None:
+            model.generation += 1
+            model.state, model.reason = ModelState.READY, ""
+            logger.info(
+                "model version now serving",
+                extra={"model": model.name, "version": model.version, "serving": version},
+            )
+
+        return swapped
 
     async def load_all(self) -> None:
         """Load every model concurrently; a failure marks that model FAILED and spares the rest."""

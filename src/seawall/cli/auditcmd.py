@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from seawall.cli.dbcmd import ConfigOption, UrlOption, database_or_exit
+from seawall.cli.dbcmd import ConfigOption, UrlOption, database_or_exit, require_table
 from seawall.store import StoreError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def verify(config: ConfigOption = None, url: UrlOption = None) -> None:
 
     database = database_or_exit(config, url)
     try:
-        _require_audit_log(database)
+        require_table(database, "audit_log", "audit log")
         result = asyncio.run(AuditLog(database).verify())
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -64,7 +64,7 @@ def export(config: ConfigOption = None, url: UrlOption = None, out: OutOption = 
     """Write every record as JSONL, oldest first, one per line with its hashes."""
     database = database_or_exit(config, url)
     try:
-        _require_audit_log(database)
+        require_table(database, "audit_log", "audit log")
         count = _export(database, out)
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -75,14 +75,6 @@ def export(config: ConfigOption = None, url: UrlOption = None, out: OutOption = 
     finally:
         database.close()
     typer.echo(f"exported {count} records" + (f" to {out}" if out else ""), err=True)
-
-
-def _require_audit_log(database: Database) -> None:
-    from sqlalchemy import inspect
-
-    with database.translated_errors(), database.begin(read_only=True) as connection:
-        if not inspect(connection).has_table("audit_log"):
-            raise StoreError(f"database {database.url}: no audit log (run `seawall db upgrade`)")
 
 
 def _export(database: Database, out: Path | None) -> int:

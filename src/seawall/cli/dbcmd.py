@@ -21,7 +21,7 @@ from seawall.store import StoreError
 if TYPE_CHECKING:
     from seawall.store import Database
 
-__all__ = ["ConfigOption", "UrlOption", "database_or_exit", "db_app"]
+__all__ = ["ConfigOption", "UrlOption", "database_or_exit", "db_app", "require_table"]
 
 db_app = typer.Typer(help="Migrate and inspect the database.", no_args_is_help=True)
 
@@ -48,6 +48,19 @@ def database_or_exit(config: Path | None, url: str | None) -> Database:
     except (ConfigError, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def require_table(database: Database, table: str, what: str) -> None:
+    """`StoreError` naming the fix if `table` is missing: the CLI never migrates by surprise.
+
+    A command that writes to a database that a newer or older seawall serves should not change
+    its schema as a side effect; `seawall db upgrade` (or the gateway's start) does that.
+    """
+    from sqlalchemy import inspect
+
+    with database.translated_errors(), database.begin(read_only=True) as connection:
+        if not inspect(connection).has_table(table):
+            raise StoreError(f"database {database.url}: no {what} (run `seawall db upgrade`)")
 
 
 @db_app.command("upgrade")

@@ -14,7 +14,6 @@ Each change is audited as `cli:<user>`. Exit 2 on bad input, 1 on a database err
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -23,13 +22,14 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from seawall.cli.dbcmd import ConfigOption, UrlOption, database_or_exit
+from seawall.cli.actor import cli_actor
+from seawall.cli.dbcmd import ConfigOption, UrlOption, database_or_exit, require_table
+from seawall.cli.output import when
 from seawall.errors import ConfigError
 from seawall.store import StoreError
 
 if TYPE_CHECKING:
     from seawall.security.apikeys import ApiKeyRecord, ApiKeyStore
-    from seawall.store import Database
 
 __all__ = ["keys_app"]
 
@@ -84,7 +84,7 @@ def create(
     record, secret = _run_or_exit(
         config,
         url,
-        lambda store: store.create(name, role, model or None, expires_at, actor=_actor()),
+        lambda store: store.create(name, role, model or None, expires_at, actor=cli_actor()),
     )
     _print_secret(record, secret)
 
@@ -105,14 +105,14 @@ def list_keys(
         models = ",".join(r.models) if r.models is not None else "*"
         typer.echo(
             f"{r.name:<20} {r.prefix:<9} {','.join(r.roles):<24} {models:<16} "
-            f"{_when(r.expires_at):<26} {_when(r.revoked_at)}"
+            f"{when(r.expires_at):<26} {when(r.revoked_at)}"
         )
 
 
 @keys_app.command("revoke")
 def revoke(name: NameArgument, config: ConfigOption = None, url: UrlOption = None) -> None:
     """Stop the key NAME now (and a rotated predecessor still in its overlap)."""
-    revoked = _run_or_exit(config, url, lambda store: store.revoke(name, actor=_actor()))
+    revoked = _run_or_exit(config, url, lambda store: store.revoke(name, actor=cli_actor()))
     typer.echo(f"revoked {name} ({', '.join(r.prefix for r in revoked)})")
 
 
@@ -127,7 +127,7 @@ def rotate(
 ) -> None:
     """Give the key NAME a new secret (same roles and scopes) and print it, once."""
     record, secret = _run_or_exit(
-        config, url, lambda store: store.rotate(name, actor=_actor(), overlap_s=overlap)
+        config, url, lambda store: store.rotate(name, actor=cli_actor(), overlap_s=overlap)
     )
     _print_secret(record, secret)
 
@@ -143,7 +143,7 @@ def _run_or_exit(
         return await work(ApiKeyStore(database))
 
     try:
-        _require_api_keys(database)
+        require_table(database, "api_keys", "api_keys table")
         return asyncio.run(run())
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -153,16 +153,6 @@ def _run_or_exit(
         raise typer.Exit(1) from None
     finally:
         database.close()
-
-
-def _require_api_keys(database: Database) -> None:
-    from sqlalchemy import inspect
-
-    with database.translated_errors(), database.begin(read_only=True) as connection:
-        if not inspect(connection).has_table("api_keys"):
-            raise StoreError(
-                f"database {database.url}: no api_keys table (run `seawall db upgrade`)"
-            )
 
 
 def _expiry_or_exit(text: str | None) -> datetime | None:
@@ -184,14 +174,3 @@ def _print_secret(record: ApiKeyRecord, secret: str) -> None:
         err=True,
     )
     typer.echo(secret)
-
-
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.isoformat(timespec="seconds")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in this environment (a bare container)
-        return "cli:unknown"

@@ -14,10 +14,12 @@ from seawall.config.models import (
     MockBackendSettings,
     ModelSettings,
     OnnxBackendSettings,
+    RegistryBackendSettings,
     SklearnBackendSettings,
     TensorSpecSettings,
     ValidationSettings,
 )
+from seawall.config.registry import RegistrySettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 
@@ -31,6 +33,8 @@ __all__ = [
     "MockBackendSettings",
     "ModelSettings",
     "OnnxBackendSettings",
+    "RegistryBackendSettings",
+    "RegistrySettings",
     "SeawallConfig",
     "SecuritySettings",
     "ServerSettings",

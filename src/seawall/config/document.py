@@ -16,6 +16,7 @@ from seawall.config.policies import (
     PolicySettings,
     RateLimitsSettings,
 )
+from seawall.config.registry import RegistrySettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 
@@ -41,6 +42,8 @@ class SeawallConfig(Settings):
     """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
     security: SecuritySettings = SecuritySettings()
     """Artifact signatures: trusted public keys, and whether model files must be signed."""
+    registry: RegistrySettings = RegistrySettings()
+    """Model registry: artifact store, approval rules, and how `models:/` models are followed."""
     database_url: str | None = None
     """Database for spend (and the registry): null reads `SEAWALL_DATABASE_URL`, else
     `sqlite:///./seawall.db`; PostgreSQL as `postgresql://user@host/db`."""

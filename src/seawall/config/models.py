@@ -23,6 +23,7 @@ __all__ = [
     "OipBackendSettings",
     "OnnxBackendSettings",
     "OutlierSettings",
+    "RegistryBackendSettings",
     "SklearnBackendSettings",
     "TensorSpecSettings",
     "ValidationSettings",
@@ -241,15 +242,34 @@ class OipBackendSettings(Settings):
         return self
 
 
+class RegistryBackendSettings(_InProcessSettings):
+    """A model version from the registry, followed as its alias moves (sklearn or ONNX)."""
+
+    kind: Literal["registry"]
+    """Backend kind."""
+    uri: str = Field(
+        pattern=r"^models:/[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(/[0-9]+|@[a-z][a-z0-9_\-]{0,63})$"
+    )
+    """`models:/<name>@<alias>` (follows the alias: a promotion swaps versions without dropping
+    a call) or `models:/<name>/<version>` (pinned)."""
+    input_name: str = "input-0"
+    """scikit-learn models: name of the single 2-D input tensor."""
+    input_datatype: Datatype = Datatype.FP64
+    """scikit-learn models: datatype the model takes."""
+    intra_op_threads: int = Field(1, ge=1, le=64)
+    """ONNX models: ONNX Runtime threads per call."""
+
+
 BackendSettings = Annotated[
     SklearnBackendSettings
     | OnnxBackendSettings
     | CallableBackendSettings
     | MockBackendSettings
-    | OipBackendSettings,
+    | OipBackendSettings
+    | RegistryBackendSettings,
     Field(discriminator="kind"),
 ]
-BACKEND_KINDS = {"sklearn", "onnx", "python", "mock", "oip"}
+BACKEND_KINDS = {"sklearn", "onnx", "python", "mock", "oip", "registry"}
 
 
 class ValidationSettings(Settings):

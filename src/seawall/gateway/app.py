@@ -46,7 +46,7 @@ _INDEX = json_body(
             "OpenAI embeddings": "POST /v1/embeddings",
             "OpenAI models": "GET /v1/models[/{model}]",
             "metrics": "GET /metrics",
-            "admin API (admin key)": "/admin/... (schema: GET /openapi.json)",
+            "admin API (a key with a role)": "/admin/... (schema: GET /openapi.json)",
         },
     }
 )

@@ -253,10 +253,19 @@ class AuthPolicy(Generic[RequestT, ResponseT]):
 
     async def verify(self, credentials: str | None) -> ApiKey:
         """`check`, also asking the `lookup` when no configured key matches."""
+        key = await self.authenticate(credentials)
+        self._authorize(key)
+        return key
+
+    async def authenticate(self, credentials: str | None) -> ApiKey:
+        """The known, unexpired key for `credentials` (else 401); its role and scope unchecked.
+
+        For callers that authorize by rules of their own (the admin API's role per route).
+        """
         key = self._lookup(credentials) if credentials else None
         if key is None and credentials and self._key_lookup is not None:
             key = await self._key_lookup(credentials)
-        return self._checked(credentials, key)
+        return self._authenticate(credentials, key)
 
     def _checked(self, credentials: str | None, key: ApiKey | None) -> ApiKey:
         key = self._authenticate(credentials, key)

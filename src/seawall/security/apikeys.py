@@ -50,11 +50,14 @@ from seawall.store.schema import Base, UtcDateTime
 
 __all__ = [
     "KEY_PREFIX",
+    "MAX_OVERLAP_S",
     "PREFIX_CHARS",
     "ROLES",
     "ApiKeyRecord",
     "ApiKeyRow",
     "ApiKeyStore",
+    "KeyNameInUseError",
+    "UnknownKeyError",
     "generate_secret",
     "hash_secret",
 ]
@@ -63,6 +66,9 @@ __all__ = [
 KEY_PREFIX = "sw_"
 #: Characters of the secret kept for display (the `sw_` and 5 random ones: 30 bits).
 PREFIX_CHARS = 8
+#: Longest overlap of a rotation, a year: an old secret should not outlive its successor longer
+#: (and a much longer one is past the last date there is).
+MAX_OVERLAP_S = 365 * 86_400.0
 #: Roles a key may hold (as `auth.keys[].roles` in config; a test keeps the two equal).
 ROLES = frozenset({"admin", "consumer", "viewer", "deployer", "approver", "data-steward"})
 
@@ -75,6 +81,14 @@ _MAX_NAME_CHARS = 200
 # Names for list types: inside `ApiKeyStore`, its method `list` shadows the builtin.
 _Records = list["ApiKeyRecord"]
 _Names = list[str]
+
+
+class KeyNameInUseError(ValueError):
+    """A key of that name is active already (revoke or rotate it instead)."""
+
+
+class UnknownKeyError(ValueError):
+    """No active key has that name."""
 
 
 def generate_secret() -> str:
@@ -187,8 +201,8 @@ class ApiKeyStore:
         The old key stops working at once, or after `overlap_s` seconds. Returns the new
         record and its secret, shown this once.
         """
-        if not (math.isfinite(overlap_s) and overlap_s >= 0):
-            raise ValueError(f"overlap_s: seconds >= 0, got {overlap_s}")
+        if not (math.isfinite(overlap_s) and 0 <= overlap_s <= MAX_OVERLAP_S):
+            raise ValueError(f"overlap_s: seconds from 0 to {MAX_OVERLAP_S:.0f}, got {overlap_s}")
         return await self.database.run(self._rotate, name, actor, overlap_s)
 
     async def lookup(self, secret: str) -> ApiKeyRecord | None:
@@ -208,7 +222,8 @@ class ApiKeyStore:
     ) -> tuple[ApiKeyRecord, str]:
         with self.database.begin() as connection:
             if connection.execute(_ACTIVE.where(ApiKeyRow.name == name)).first() is not None:
-                raise ValueError(f"name: a key named {name!r} exists (revoke or rotate it)")
+                message = f"name: a key named {name!r} exists (revoke or rotate it)"
+                raise KeyNameInUseError(message)
             record, secret = self._insert(connection, name, roles, models, expires_at, actor)
             self._audit.append_in(connection, actor, "key.create", name, _details(record))
         return record, secret
@@ -238,7 +253,8 @@ class ApiKeyStore:
             row = connection.execute(insert(ApiKeyRow).returning(*_COLUMNS), values).one()
         except IntegrityError as exc:
             # Another writer took the name between the check and the insert (PostgreSQL).
-            raise ValueError(f"name: a key named {name!r} exists (revoke or rotate it)") from exc
+            message = f"name: a key named {name!r} exists (revoke or rotate it)"
+            raise KeyNameInUseError(message) from exc
         return _record(row), secret
 
     def _list(self, include_revoked: bool) -> _Records:
@@ -261,7 +277,7 @@ class ApiKeyStore:
                 .returning(*_COLUMNS)
             ).all()
             if not rows:
-                raise ValueError(f"name: no key named {name!r} is active")
+                raise UnknownKeyError(f"name: no key named {name!r} is active")
             revoked = sorted((_record(row) for row in rows), key=lambda r: r.id)
             details = {"name": name, "prefixes": [r.prefix for r in revoked]}
             self._audit.append_in(connection, actor, "key.revoke", name, details)
@@ -271,7 +287,7 @@ class ApiKeyStore:
         with self.database.begin() as connection:
             row = connection.execute(_ACTIVE.where(ApiKeyRow.name == name)).first()
             if row is None:
-                raise ValueError(f"name: no key named {name!r} is active")
+                raise UnknownKeyError(f"name: no key named {name!r} is active")
             old = _record(row)
             until = self._now() + timedelta(seconds=overlap_s)
             connection.execute(
