@@ -47,7 +47,7 @@ def serve(
         typer.Option(min=1, max=64, help="Gateway processes on the port (overrides the file)."),
     ] = None,
 ) -> None:
-    """Start the gateway; SIGTERM drains in-flight requests and exits 0."""
+    """Start the gateway; SIGTERM drains in-flight requests and exits 0, SIGHUP reloads the file."""
     settings = load_or_exit(config)
     from seawall.gateway.server import serve as run_server  # deferred: pulls in uvicorn
 

@@ -49,6 +49,7 @@ class SeawallConfig(Settings):
     `sqlite:///./seawall.db`; PostgreSQL as `postgresql://user@host/db`."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
 
     @field_validator("models")
     @classmethod
@@ -103,6 +104,11 @@ class SeawallConfig(Settings):
     def policies_for(self, model: ModelSettings) -> PolicySettings:
         """`model`'s policies: its own sections over `policy_defaults`."""
         return model.policies.merged_over(self.policy_defaults)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (None: built in code); reloads re-read it."""
+        return self._source
 
     @property
     def base_dir(self) -> Path:

@@ -40,7 +40,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> S
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    return parse_config(text, base_dir=file.resolve().parent, environ=environ, source=str(file))
+    config = parse_config(text, base_dir=file.resolve().parent, environ=environ, source=str(file))
+    config._source = file.resolve()
+    return config
 
 
 def parse_config(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -25,7 +27,7 @@ from seawall.gateway.metrics import GatewayMetrics
 from seawall.gateway.oip import OipRoutes, error_response
 from seawall.gateway.openai import OpenAiRoutes
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "ReloadOutcome", "ReloadRefusedError"]
 
 logger = logging.getLogger("seawall.gateway")
 access_logger = logging.getLogger("seawall.access")
@@ -56,6 +58,37 @@ _INDEX = json_body(
 ADMIN_PATHS = ("/admin/", "/openapi.json")
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: the models it added, removed and kept (as `name:version`)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+    #: Requests still in flight on the old models when they were closed (0 unless the drain
+    #: ran out of time).
+    abandoned: int = 0
+
+
+class ReloadRefusedError(Exception):
+    """The new configuration would break what serves now; nothing was changed."""
+
+
+class _Generation:
+    """Requests in flight on one assembly, so a reload knows when the old one is idle."""
+
+    __slots__ = ("idle", "in_flight")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.idle: asyncio.Event | None = None
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self.idle is not None:
+            self.idle.set()
+
+
 class Gateway:
     """Serves the models of a `ModelRepository`; loads them at start-up and closes them at exit."""
 
@@ -78,6 +111,8 @@ class Gateway:
         self.draining = False
         self._oip = OipRoutes(self)
         self._openai = OpenAiRoutes(self)
+        self._generation = _Generation()
+        self._reloading = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -93,6 +128,15 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        # Counted per generation, so a reload closes the old models only once they are idle.
+        generation = self._generation
+        generation.in_flight += 1
+        try:
+            await self._route(path, scope, receive, send)
+        finally:
+            generation.leave()
+
+    async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         if path == "/v2" or path.startswith("/v2/"):
             await self._oip(scope, receive, send)
         elif path == "/v1" or path.startswith("/v1/"):
@@ -171,6 +215,75 @@ class Gateway:
         await self.assembly.aclose()
         logger.info("gateway stopped")
 
+    async def reload(
+        self,
+        assembly: Assembly,
+        *,
+        settings: ServerSettings | None = None,
+        drain_timeout_s: float | None = None,
+    ) -> ReloadOutcome:
+        """Serve `assembly` instead of the current one, without failing a request.
+
+        The new models load first, beside the old ones. If a model version that is ready now
+        would not be ready after the switch (its new file fails to load, say), the reload is
+        refused (`ReloadRefusedError`), the new assembly is closed and nothing changes. Else
+        new requests go to the new assembly at once; requests already in flight finish on the
+        old one, which is closed when they are done (or after `drain_timeout_s`, default the
+        shutdown grace period). `settings` replaces the server settings the routes use (body
+        limit, deadline headers); the listener itself does not move.
+        """
+        async with self._reloading:
+            await assembly.start()
+            old = self.assembly
+            broken = [
+                f"{m.name}:{m.version} ({_reason(assembly, m.name, m.version)})"
+                for m in old.repository
+                if m.ready and not _ready_in(assembly, m.name, m.version)
+            ]
+            if broken:
+                await _close(assembly)
+                raise ReloadRefusedError(
+                    "these models serve now and would not after the reload: " + ", ".join(broken)
+                )
+            before = {f"{m.name}:{m.version}" for m in old.repository}
+            after = {f"{m.name}:{m.version}" for m in assembly.repository}
+            self.metrics.unwatch(old)
+            self.assembly, self.repository = assembly, assembly.repository
+            if settings is not None:
+                self.settings = settings
+            self.metrics.watch(assembly)
+            self._oip, self._openai, self._admin = OipRoutes(self), OpenAiRoutes(self), None
+            retired, self._generation = self._generation, _Generation()
+            abandoned = await self._drained(retired, drain_timeout_s)
+            await _close(old)
+        outcome = ReloadOutcome(
+            added=tuple(sorted(after - before)),
+            removed=tuple(sorted(before - after)),
+            kept=tuple(sorted(after & before)),
+            abandoned=abandoned,
+        )
+        logger.info(
+            "configuration reloaded",
+            extra={"added": outcome.added, "removed": outcome.removed, "abandoned": abandoned},
+        )
+        return outcome
+
+    async def _drained(self, generation: _Generation, timeout_s: float | None) -> int:
+        """Wait until `generation` has no request in flight; those left when time ran out."""
+        if generation.in_flight == 0:
+            return 0
+        generation.idle = asyncio.Event()
+        limit = self.settings.shutdown_grace_s if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                await generation.idle.wait()
+        except TimeoutError:
+            logger.warning(
+                "closing the old configuration's models with requests in flight",
+                extra={"in_flight": generation.in_flight},
+            )
+        return generation.in_flight
+
     def drain(self) -> None:
         """Report not ready from now on, so load balancers stop sending new requests."""
         self.draining = True
@@ -189,3 +302,20 @@ class Gateway:
         if models and len(not_ready) == len(models):
             return False, "no model is ready"
         return True, ""
+
+
+def _ready_in(assembly: Assembly, name: str, version: str) -> bool:
+    try:
+        return assembly.repository.get(name, version).ready
+    except NotFoundError:
+        return True  # removed on purpose by the new configuration: not broken
+
+
+def _reason(assembly: Assembly, name: str, version: str) -> str:
+    model = assembly.repository.get(name, version)
+    return model.reason or model.state.value.lower()
+
+
+async def _close(assembly: Assembly) -> None:
+    await assembly.repository.close_all()
+    await assembly.aclose()

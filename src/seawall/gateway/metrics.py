@@ -72,17 +72,28 @@ class GatewayMetrics:
         self._in_flight: dict[str, Gauge] = {}
         self._tokens: dict[tuple[str, str], Counter] = {}
         self._state: list[Collector] = []
+        self._watching: dict[int, tuple[Collector, ...]] = {}
         self._merged: CollectorRegistry | None = None
 
     def watch(self, assembly: Assembly) -> None:
         """Export model readiness and policy state (breakers, bulkheads, admission) when scraped."""
-        for collector in (
+        collectors = (
             _ReadinessCollector(assembly.repository),
             _PolicyStateCollector(assembly),
             _CacheCollector(assembly),
-        ):
+        )
+        for collector in collectors:
             self.registry.register(collector)
             self._state.append(collector)
+        self._watching[id(assembly)] = collectors
+        self._merged = None  # rebuilt with these collectors on the next scrape
+
+    def unwatch(self, assembly: Assembly) -> None:
+        """Stop exporting `assembly`'s state (it was replaced by a reload)."""
+        for collector in self._watching.pop(id(assembly), ()):
+            self.registry.unregister(collector)
+            self._state.remove(collector)
+        self._merged = None  # rebuilt with the collectors left, on the next scrape
 
     def exposition(self) -> CollectorRegistry:
         """What /metrics serves: this registry, or with several workers, every worker's sums."""

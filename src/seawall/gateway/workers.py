@@ -19,6 +19,7 @@ stops the others and exits 1 (a crash loop must be seen, not hidden).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from collections import deque
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from seawall.config import SeawallConfig
+from seawall.config import SeawallConfig, load_config
 from seawall.errors import ConfigError
 from seawall.gateway.metrics import MULTIPROCESS_ENV
 
@@ -131,6 +132,7 @@ class _Supervisor:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             for index in range(len(self._workers)):
                 self._start(index)
@@ -147,6 +149,16 @@ class _Supervisor:
             for process in self._alive():
                 process.kill()
         self._stopping = True
+
+    def _on_hangup(self, sig: int, frame: FrameType | None) -> None:
+        # Each worker reloads itself; a worker started later reads the file as it is then.
+        source = self._config.source
+        if source is not None:
+            with contextlib.suppress(ConfigError):  # the workers refuse it too, and say why
+                self._config = load_config(source)
+        for process in self._alive():
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
 
     def _start(self, index: int) -> None:
         process = self._context.Process(
