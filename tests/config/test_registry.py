@@ -37,3 +37,15 @@ def test_alias_pattern_is_the_registrys() -> None:
 def test_bad_values_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         RegistrySettings.model_validate({field: value})
+
+
+def test_the_settings_become_the_registrys_options() -> None:
+    settings = RegistrySettings(
+        approval_ttl_s=60, required_approvals=2, protected_aliases=["prod"], require_signed=True
+    )
+    assert settings.options() == RegistryOptions(
+        approval_ttl_s=60,
+        protected_aliases=frozenset({"prod"}),
+        default_required_approvals=2,
+        require_signed=True,
+    )

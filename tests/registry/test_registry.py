@@ -417,3 +417,21 @@ async def test_the_blob_store_must_hold_the_artifact(migrated: Database, tmp_pat
     stored = ArtifactInfo(kind="file", files={"m.joblib": digest}, total_bytes=11, uri=blobs.root)
     record = await registry.register_version("iris", stored, actor=AUTHOR, framework="sklearn")
     assert record.artifact.files == {"m.joblib": digest}
+
+
+async def test_only_signed_versions_enter_production_when_required(
+    migrated: Database, clock: FakeClock
+) -> None:
+    registry = Registry(migrated, clock=clock, options=RegistryOptions(require_signed=True))
+    unsigned = await _staged(registry)
+    await registry.approve("iris", unsigned, actor=APPROVER)
+    with pytest.raises(ConflictError, match="signature: 'iris' version 1 was registered unsigned"):
+        await registry.transition("iris", unsigned, "production", actor="deployer")
+    signed_artifact = dataclasses.replace(ARTIFACT, manifest_digest="b" * 64, signed_by="k" * 16)
+    record = await registry.register_version(
+        "iris", signed_artifact, actor=AUTHOR, framework="sklearn"
+    )
+    await registry.transition("iris", record.version, "staging", actor=AUTHOR)
+    await registry.approve("iris", record.version, actor=APPROVER)
+    promoted = await registry.transition("iris", record.version, "production", actor="deployer")
+    assert promoted.stage is Stage.PRODUCTION

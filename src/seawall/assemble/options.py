@@ -317,17 +317,13 @@ def control_plane(config: SeawallConfig, clock: Clock) -> ControlPlane:
         return open_database(config)
 
     def make_registry(database: Database, audit: AuditLog) -> Registry:
-        from seawall.registry import Registry, RegistryOptions
+        from seawall.registry import Registry
         from seawall.store import BlobStore
 
         settings = config.registry
         store = settings.artifact_store
         root = store if "://" in store else config.resolve_path(store)
-        options = RegistryOptions(
-            approval_ttl_s=settings.approval_ttl_s,
-            protected_aliases=frozenset(settings.protected_aliases),
-            default_required_approvals=settings.required_approvals,
-        )
+        options = settings.options()
         blobs = BlobStore(root, cache_dir=config.resolve_path(settings.cache_dir) / "blobs")
         return Registry(database, clock=clock, audit=audit, blobs=blobs, options=options)
 

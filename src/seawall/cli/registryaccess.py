@@ -70,7 +70,7 @@ def run_registry(
     `blobs`: give it the artifact store (`artifact_store`, else the config's), which only
     registration needs; other commands work where the store's fsspec driver is not installed.
     """
-    from seawall.registry import Registry, RegistryOptions
+    from seawall.registry import Registry
     from seawall.store import BlobStore
 
     loaded = None if config is None else load_or_exit(config)
@@ -79,11 +79,7 @@ def run_registry(
         artifact_store = settings.artifact_store
         if loaded is not None and "://" not in artifact_store:
             artifact_store = os.fspath(loaded.resolve_path(artifact_store))
-    options = RegistryOptions(
-        approval_ttl_s=settings.approval_ttl_s,
-        protected_aliases=frozenset(settings.protected_aliases),
-        default_required_approvals=settings.required_approvals,
-    )
+    options = settings.options()
     database = database_or_exit(config, url)
     try:
         require_table(database, "model_versions", "model registry")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from seawall.config.base import Settings
+
+if TYPE_CHECKING:
+    from seawall.registry import RegistryOptions
 
 __all__ = ["RegistrySettings"]
 
@@ -31,5 +34,19 @@ class RegistrySettings(Settings):
     protected_aliases: list[Annotated[str, Field(pattern=_ALIAS)]] = ["champion"]
     """Aliases that may only point at a version in production (so what they serve was
     approved)."""
+    require_signed: bool = False
+    """Only versions registered with a signed manifest may enter production (gateways with
+    `security.require_signed` refuse unsigned ones anyway; this refuses them at promotion)."""
     deployment_target: str | None = Field(None, min_length=1)
     """Name this gateway records in the deployment history (null: `gateway@<hostname>`)."""
+
+    def options(self) -> RegistryOptions:
+        """The registry's rules as these settings give them."""
+        from seawall.registry import RegistryOptions
+
+        return RegistryOptions(
+            approval_ttl_s=self.approval_ttl_s,
+            protected_aliases=frozenset(self.protected_aliases),
+            default_required_approvals=self.required_approvals,
+            require_signed=self.require_signed,
+        )

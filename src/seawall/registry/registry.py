@@ -117,6 +117,8 @@ class RegistryOptions:
     protected_aliases: frozenset[str] = DEFAULT_PROTECTED_ALIASES
     #: Approvals a model needs when created without saying.
     default_required_approvals: int = DEFAULT_REQUIRED_APPROVALS
+    #: A version enters production only if it was registered with a signed manifest.
+    require_signed: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.approval_ttl_s) and self.approval_ttl_s > 0):
@@ -825,6 +827,11 @@ class Registry:
                 "to": target.value,
                 "comment": comment,
             }
+            if target is Stage.PRODUCTION and self.options.require_signed and not row.signed_by:
+                raise ConflictError(
+                    f"signature: {name!r} version {version} was registered unsigned, and only "
+                    "signed versions enter production (registry.require_signed)"
+                )
             if target is Stage.PRODUCTION:
                 status = self._approval_status(connection, name, version)
                 if not status.satisfied:
