@@ -150,6 +150,7 @@ async def test_an_explicit_version_number_is_taken_once(registry: Registry) -> N
     [
         ({"framework": "Sk Learn"}, "framework"),
         ({"version": 0}, "version"),
+        ({"version": 2**31}, "version"),
         ({"parent_version": 9}, "parent_version"),
         ({"metrics": {"accuracy": "high"}}, "metrics.accuracy"),
         ({"parameters": {"x": object()}}, "parameters"),

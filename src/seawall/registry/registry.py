@@ -81,6 +81,8 @@ DEFAULT_APPROVAL_TTL_S = 7 * 24 * 3600.0
 DEFAULT_PROTECTED_ALIASES = frozenset({"champion"})
 #: Approvals a new model's versions need before production, unless given when it is created.
 DEFAULT_REQUIRED_APPROVALS = 1
+#: The largest version number (the columns are 32-bit integers on both databases).
+MAX_VERSION = 2**31 - 1
 #: At most this many approvals can be required (four eyes is 1; a committee is a few).
 MAX_REQUIRED_APPROVALS = 10
 
@@ -235,10 +237,12 @@ class Registry:
         `actor`, for the four-eyes rule. The artifact's blobs must be in `blobs`, if set.
         """
         _check_name(name)
-        if version is not None and not (isinstance(version, int) and version >= 1):
-            raise InvalidInputError("version", f"a whole number >= 1, got {version!r}")
+        if version is not None and not (isinstance(version, int) and 1 <= version <= MAX_VERSION):
+            raise InvalidInputError(
+                "version", f"a whole number, 1 to {MAX_VERSION}, got {version!r}"
+            )
         if parent_version is not None and not (
-            isinstance(parent_version, int) and parent_version >= 1
+            isinstance(parent_version, int) and 1 <= parent_version <= MAX_VERSION
         ):
             raise InvalidInputError("parent_version", f"a version number, got {parent_version!r}")
         check_framework(framework)

@@ -3,6 +3,7 @@ database keys; model scopes; the `requires` factory; the disabled admin API."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -27,6 +28,10 @@ from seawall.security import apikeys
 if TYPE_CHECKING:  # conftest is not importable at run time (--import-mode=importlib)
     from tests.gateway.admin.conftest import Serve
 
+READERS = {"admin", "viewer", "deployer", "approver", "data-steward"}
+#: A blob in the artifact store, and the model the registry routes act on.
+BLOB = b"model bytes"
+BLOB_SHA256 = hashlib.sha256(BLOB).hexdigest()
 #: The expected table, written out here independently of the app: (method, path) → roles that
 #: may call it. A route the app serves but this table lacks fails the test.
 ALLOWED: dict[tuple[str, str], set[str]] = {
@@ -40,6 +45,23 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/admin/audit/records"): {"admin"},
     ("GET", "/admin/audit/head"): {"admin"},
     ("GET", "/admin/audit/verify"): {"admin"},
+    ("GET", "/admin/models"): READERS,
+    ("POST", "/admin/models"): {"admin", "deployer"},
+    ("GET", "/admin/models/{model}"): READERS,
+    ("PATCH", "/admin/models/{model}"): {"admin"},
+    ("GET", "/admin/models/{model}/versions"): READERS,
+    ("POST", "/admin/models/{model}/versions"): {"admin", "deployer"},
+    ("PUT", "/admin/artifacts/{sha256}"): {"admin", "deployer"},
+    ("GET", "/admin/models/{model}/versions/{version}"): READERS,
+    ("POST", "/admin/models/{model}/versions/{version}/stage"): {"admin", "deployer"},
+    ("GET", "/admin/models/{model}/versions/{version}/approvals"): READERS,
+    ("POST", "/admin/models/{model}/versions/{version}/approvals"): {"admin", "approver"},
+    ("POST", "/admin/models/{model}/versions/{version}/rejections"): {"admin", "approver"},
+    ("PUT", "/admin/models/{model}/aliases/{alias}"): {"admin", "deployer"},
+    ("DELETE", "/admin/models/{model}/aliases/{alias}"): {"admin", "deployer"},
+    ("GET", "/admin/models/{model}/history"): READERS,
+    ("GET", "/admin/models/{model}/versions/{version}/lineage"): READERS,
+    ("GET", "/admin/models/{model}/deployments"): READERS,
 }
 ALL_ROLES = ("admin", "deployer", "approver", "data-steward", "consumer", "viewer")
 PRINCIPALS = (*ALL_ROLES, "no key", "unknown key")
@@ -52,8 +74,12 @@ models: [{{name: echo, backend: {{kind: mock}}, policies: {{circuit_breaker: {{}
 
 
 def call_for(route: tuple[str, str], who: str) -> tuple[str, Any]:
-    """A request to `route` that succeeds when `who` may make it (a victim key of its own)."""
-    victim = f"victim-{who.replace(' ', '-')}"
+    """A request to `route` that succeeds when `who` may make it (a victim key of its own, a
+    version of its own to stage and aliases of its own; bytes: a raw body)."""
+    slug = who.replace(" ", "-")
+    victim = f"victim-{slug}"
+    own = 2 + PRINCIPALS.index(who)  # the version `registry_state` registered for `who`
+    versions = {"framework": "sklearn", "artifact": {"kind": "file", "files": {"m": BLOB_SHA256}}}
     return {
         ("GET", "/admin/circuits"): ("/admin/circuits", None),
         ("GET", "/admin/circuits/{model}/{version}"): ("/admin/circuits/echo/1", None),
@@ -68,7 +94,63 @@ def call_for(route: tuple[str, str], who: str) -> tuple[str, Any]:
         ("GET", "/admin/audit/records"): ("/admin/audit/records?limit=5", None),
         ("GET", "/admin/audit/head"): ("/admin/audit/head", None),
         ("GET", "/admin/audit/verify"): ("/admin/audit/verify", None),
+        ("GET", "/admin/models"): ("/admin/models", None),
+        ("POST", "/admin/models"): ("/admin/models", {"name": f"new-{victim}"}),
+        ("GET", "/admin/models/{model}"): ("/admin/models/m", None),
+        ("PATCH", "/admin/models/{model}"): ("/admin/models/m", {"description": who}),
+        ("GET", "/admin/models/{model}/versions"): ("/admin/models/m/versions", None),
+        ("POST", "/admin/models/{model}/versions"): ("/admin/models/m/versions", versions),
+        ("PUT", "/admin/artifacts/{sha256}"): (f"/admin/artifacts/{BLOB_SHA256}", BLOB),
+        ("GET", "/admin/models/{model}/versions/{version}"): ("/admin/models/m/versions/1", None),
+        ("POST", "/admin/models/{model}/versions/{version}/stage"): (
+            f"/admin/models/m/versions/{own}/stage",
+            {"stage": "staging"},
+        ),
+        ("GET", "/admin/models/{model}/versions/{version}/approvals"): (
+            "/admin/models/m/versions/1/approvals",
+            None,
+        ),
+        ("POST", "/admin/models/{model}/versions/{version}/approvals"): (
+            "/admin/models/m/versions/1/approvals",
+            {"comment": who},
+        ),
+        ("POST", "/admin/models/{model}/versions/{version}/rejections"): (
+            "/admin/models/m/versions/1/rejections",
+            {"comment": who},
+        ),
+        ("PUT", "/admin/models/{model}/aliases/{alias}"): (
+            f"/admin/models/m/aliases/put-{slug}",
+            {"version": 1},
+        ),
+        ("DELETE", "/admin/models/{model}/aliases/{alias}"): (
+            f"/admin/models/m/aliases/del-{slug}",
+            None,
+        ),
+        ("GET", "/admin/models/{model}/history"): ("/admin/models/m/history?limit=5", None),
+        ("GET", "/admin/models/{model}/versions/{version}/lineage"): (
+            "/admin/models/m/versions/1/lineage",
+            None,
+        ),
+        ("GET", "/admin/models/{model}/deployments"): ("/admin/models/m/deployments", None),
     }[route]
+
+
+async def registry_state(gateway: Gateway) -> None:
+    """What the registry routes act on: model `m`, registered by another key (`setup`), its
+    version 1 for everyone, a version and an alias to delete per principal, and the blob."""
+    from seawall.registry import ArtifactInfo
+
+    assert gateway.assembly.shared is not None
+    assert gateway.assembly.shared.control is not None
+    registry = await gateway.assembly.shared.control.registry()
+    assert registry.blobs is not None
+    registry.blobs.put(BLOB)
+    artifact = ArtifactInfo("file", {"m": BLOB_SHA256}, len(BLOB), registry.blobs.root)
+    await registry.create_model("m", actor="setup")
+    for _ in range(1 + len(PRINCIPALS)):
+        await registry.register_version("m", artifact, actor="setup", framework="sklearn")
+    for who in PRINCIPALS:
+        await registry.set_alias("m", f"del-{who.replace(' ', '-')}", 1, actor="setup")
 
 
 async def database_keys(gateway: Gateway) -> dict[str, str | None]:
@@ -91,13 +173,17 @@ async def test_every_route_checks_every_role_on_database_keys(
 ) -> None:
     gateway, http = await serve(CONFIG.format(url=database_url))
     secrets = await database_keys(gateway)
+    await registry_state(gateway)
     wrong: list[str] = []
     for route, allowed in ALLOWED.items():
         for who in PRINCIPALS:
             url, body = call_for(route, who)
             secret = secrets[who]
             headers = {} if secret is None else {"authorization": f"Bearer {secret}"}
-            response = await http.request(route[0], url, json=body, headers=headers)
+            if isinstance(body, bytes):
+                response = await http.request(route[0], url, content=body, headers=headers)
+            else:
+                response = await http.request(route[0], url, json=body, headers=headers)
             got = response.status_code
             if who in allowed:
                 ok = 200 <= got < 300
@@ -164,6 +250,31 @@ async def test_an_expired_configured_key_is_401_naming_it(serve: Serve, clock: F
     assert response.status_code == 401
     assert response.json() == {"error": "API key 'ops' has expired"}
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_every_route_on_a_model_checks_the_keys_model_scope(
+    serve: Serve, database_url: str
+) -> None:
+    gateway, http = await serve(CONFIG.format(url=database_url))
+    await registry_state(gateway)
+    assert gateway.assembly.shared is not None
+    assert gateway.assembly.shared.control is not None
+    store = await gateway.assembly.shared.control.keys()
+    _, secret = await store.create("elsewhere", ["admin"], ["other-*"], actor="test")
+    headers = {"x-api-key": secret}
+    on_a_model = [route for route in ALLOWED if "{model}" in route[1]]
+    assert len(on_a_model) == 16
+    wrong = []
+    for route in on_a_model:
+        url, body = call_for(route, "admin")
+        response = await http.request(route[0], url, json=body, headers=headers)
+        if response.status_code != 403 or "may not act on model" not in response.json()["error"]:
+            wrong.append(f"{route[0]} {route[1]}: {response.status_code} {response.text}")
+    assert wrong == []
+    # Nor does it see the model in the listing, nor create one outside its scope.
+    assert (await http.get("/admin/models", headers=headers)).json() == []
+    created = await http.post("/admin/models", json={"name": "m2"}, headers=headers)
+    assert created.status_code == 403
 
 
 async def test_a_key_for_some_models_may_not_manage_keys_or_read_the_audit_log(

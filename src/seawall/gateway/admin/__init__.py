@@ -11,8 +11,19 @@ checked, and the app refuses to build with a route that does not say):
 | POST /admin/keys/{name}/rotate                |                  | database    |
 | GET /admin/audit/records, /head, /verify      | admin            | every model,|
 |                                               |                  | database    |
+| GET /admin/models, /admin/models/{model},     | viewer, deployer,| model scope,|
+| .../versions, .../versions/{v}, .../approvals,| approver,        | database    |
+| .../history, .../lineage, .../deployments     | data-steward     |             |
+| POST /admin/models, .../versions, .../stage;  | deployer         | model scope,|
+| PUT, DELETE .../aliases/{alias};              |                  | database    |
+| PUT /admin/artifacts/{sha256}                 |                  |             |
+| POST .../approvals, .../rejections            | approver         | model scope,|
+|                                               |                  | database    |
+| PATCH /admin/models/{model}                   | admin            | model scope,|
+|                                               |                  | database    |
 
-The audit log is admin only: it names every model, key and actor. Routes that need the
+The audit log is admin only: it names every model, key and actor. The model listing shows only
+the models a key may act on. Routes that need the
 database answer 503 when none is configured (`database_url` or `auth.database_keys`).
 Errors have the same `{"error": "<field>: <reason>"}` shape as the inference routes.
 """

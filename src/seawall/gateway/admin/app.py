@@ -8,16 +8,19 @@ from fastapi.routing import APIRoute
 from seawall import __version__
 from seawall.assemble import Assembly
 from seawall.gateway.admin.access import ACCESS_STATE, CONTROL_STATE, AdminAccess, route_roles
+from seawall.gateway.admin.artifacts import artifact_routes
 from seawall.gateway.admin.audit import audit_routes
 from seawall.gateway.admin.circuits import circuit_routes
 from seawall.gateway.admin.errors import error_handlers
 from seawall.gateway.admin.keys import key_routes
+from seawall.gateway.admin.registry import registry_routes
 
 __all__ = ["admin_app"]
 
 
 def admin_app(assembly: Assembly) -> FastAPI:
-    """The admin API over `assembly`: its breakers, and its database's keys and audit log."""
+    """The admin API over `assembly`: its breakers, and its database's keys, audit log and
+    model registry."""
     app = FastAPI(
         title="seawall admin API",
         version=__version__,
@@ -28,6 +31,8 @@ def admin_app(assembly: Assembly) -> FastAPI:
     circuit_routes(app, assembly)
     key_routes(app)
     audit_routes(app)
+    registry_routes(app)
+    artifact_routes(app)
     _check_every_route_has_roles(app)
     shared = assembly.shared
     lookup = shared.key_lookup if shared is not None else None

@@ -33,10 +33,13 @@ class ErrorBody(BaseModel):
 
 
 _WHY = {
+    400: "The registry refuses a field: `<field>: <reason>`.",
     401: "No API key, or an unknown or expired one.",
-    403: "The key lacks the role or the model scope, or the admin API is disabled.",
+    403: "The key lacks the role or the model scope, or the admin API is disabled; or (four "
+    "eyes) the key registered the version it would approve.",
     404: "Nothing of that name.",
-    409: "Clashes with the current state (a name in use).",
+    409: "Clashes with the current state (a name in use; a stage, approval or alias rule).",
+    413: "The body is larger than the route takes.",
     422: "A field is invalid: `<field>: <reason>`.",
     503: "The database is not configured, or cannot be reached (then with `Retry-After`).",
 }
