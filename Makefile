@@ -63,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/batching.py
 	$(BIN)/python benchmarks/overload.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/results.py
 
 clean:

@@ -1,4 +1,4 @@
-"""`seawall`: serve, demo, config, db, audit, keys, models, version."""
+"""`seawall`: serve, demo, config, db, audit, keys, models, data, version."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from seawall import __version__
 from seawall.cli.auditcmd import audit_app
 from seawall.cli.configcmd import config_app, load_or_exit
+from seawall.cli.datacmd import data_app
 from seawall.cli.dbcmd import db_app
 from seawall.cli.demo import demo
 from seawall.cli.keyscmd import keys_app
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
 app.command()(demo)
 
 
