@@ -27,7 +27,7 @@ ADMIN_KEY = "fuzz-admin-secret-0123456789"
 # Registers the model version the fuzzer acts on, so the admin's approvals are four-eyes valid.
 DEPLOYER_KEY = "fuzz-deployer-secret-0123456789"
 #: Fuzzed examples per operation (the coverage and stateful phases come on top).
-EXAMPLES = 25
+EXAMPLES = 12
 # The one breaker there is, and the model, version and alias `registered` makes, so the circuit
 # and registry routes get past 404 and write to the database and the audit log.
 #
