@@ -578,7 +578,7 @@ models:
   - name: m
     backend: {kind: mock, latency_ms: 20, error_rate: 0.3, seed: 3}
     policies:
-      ratelimit: {rate_per_s: 600, burst: 50}
+      ratelimit: {rate_per_s: 250, burst: 30}
       bulkhead: {max_concurrent: 3, max_queue: 1, max_wait_ms: 5}
       circuit_breaker: {consecutive_failures: 3, open_s: 0.2, max_open_s: 0.4}
 """
