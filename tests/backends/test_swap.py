@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from seawall.backends import MockBackend, Respond
+from seawall.backends import Backend, MockBackend, Respond
 from seawall.backends.mock import Hang
 from seawall.backends.swap import (
     VERSION_HEADER,
@@ -50,12 +50,14 @@ class _Versioned(MockBackend):
 
 @dataclass
 class _Source:
-    """Names `named`; builds `_Versioned` backends; `refuse` versions fail in open()."""
+    """Names `named`; builds `_Versioned` backends; `refuse` versions fail in open(),
+    `refuse_loaded` ones in loaded()."""
 
     named: str | None = "1"
     broken: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)
     hang: set[str] = field(default_factory=set)
+    refuse_loaded: set[str] = field(default_factory=set)
     built: list[_Versioned] = field(default_factory=list)
     swaps: list[tuple[str | None, str]] = field(default_factory=list)
     opens: int = 0
@@ -72,6 +74,10 @@ class _Source:
         backend = _Versioned(version, broken=version in self.broken, hang=version in self.hang)
         self.built.append(backend)
         return backend
+
+    async def loaded(self, version: str, backend: Backend) -> None:
+        if version in self.refuse_loaded:
+            raise ModelNotReadyError(f"version {version}: its checks failed")
 
     async def swapped(self, previous: str | None, version: str) -> None:
         self.swaps.append((previous, version))
@@ -275,3 +281,19 @@ class SwapMachine(RuleBasedStateMachine):
 
 
 TestSwapMachine = SwapMachine.TestCase
+
+
+async def test_a_version_its_source_refuses_after_loading_never_serves_and_is_closed() -> None:
+    clock, events, source = FakeClock(), [], _Source()
+    backend = _backend(source, clock, events)
+    await backend.load()
+    source.named, source.refuse_loaded = "2", {"2"}
+    assert not await backend.refresh()
+    assert backend.version == "1"
+    assert source.built[-1].version == "2"
+    assert source.built[-1].closed
+    failed = events[-1]
+    assert isinstance(failed, VersionSwapFailed)
+    assert (failed.version, failed.serving) == ("2", "1")
+    assert "its checks failed" in failed.reason
+    await backend.close()

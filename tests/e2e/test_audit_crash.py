@@ -6,30 +6,19 @@ transaction, during a commit, or between a commit and its acknowledgement. After
 database must open, `verify` must pass, and every acknowledged record must be there, holding
 what was written, with at most one record committed after the last acknowledgement.
 
-Starting Python with SQLAlchemy takes ~0.5 s on this machine, so writers are forked from a
-"zygote" process that imported everything once (a single-threaded process, so fork is safe);
-each writer then opens its own database connections, as a fresh process would.
+Writers are forked from a zygote that imported everything once (`zygote.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import queue
 import random
-import signal
-import subprocess
-import sys
-import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pytest
+from tests.e2e.zygote import Child, Zygote
 
 from seawall.store import AuditLog, AuditRecord, Database
 
@@ -40,34 +29,20 @@ RUNS = 200
 #: How long a writer lives before SIGKILL, in seconds.
 LIFETIME_S = (0.020, 0.150)
 
-_ZYGOTE = textwrap.dedent(
-    """
-    import asyncio, os, sys
+_PRELUDE = """
+    import os
     import psycopg, sqlalchemy.dialects.postgresql.psycopg  # imported once, before any fork
     from seawall.store import AuditLog, Database
 
-    async def write(url: str, run: int) -> None:
+    async def child(url: str, run: str) -> None:
         log = AuditLog(Database(url))
         i = 0
         while True:
-            record = await log.append("crash-writer", "test.crash", "", {"run": run, "i": i})
+            record = await log.append("crash-writer", "test.crash", "", {"run": int(run), "i": i})
             # One write(2) of under PIPE_BUF bytes: the test sees a whole line or nothing.
             os.write(1, f"ack {record.seq} {run} {i}\\n".encode())
             i += 1
-
-    for line in sys.stdin:
-        url, run = line.split()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                asyncio.run(write(url, int(run)))
-            finally:
-                os._exit(1)  # only reached if the writer failed: the test sees the status
-        print(f"child {pid}", flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(f"exit {pid} {status}", flush=True)
     """
-)
 
 
 @dataclass
@@ -77,75 +52,19 @@ class Run:
     number: int
     acked: dict[int, int] = field(default_factory=dict)  # seq -> i
     stray: list[str] = field(default_factory=list)  # lines that are neither acks nor ours
-    pid: int = 0
-    status: int = -1
+    child: Child = field(default_factory=Child)
 
-
-class Zygote:
-    """The forking parent; `run` starts a writer, kills it after `delay_s` and collects its acks."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _ZYGOTE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self._stdin: IO[str] = self.process.stdin
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stdout: IO[str]) -> None:
-        for line in stdout:
-            self._lines.put(line.rstrip("\n"))
-
-    def run(self, url: str, number: int, delay_s: float) -> Run:
-        run = Run(number)
-        self._stdin.write(f"{url} {number}\n")
-        self._stdin.flush()
-        while not run.pid:
-            self._take(self._lines.get(timeout=30), run)
-        try:
-            time.sleep(delay_s)
-        finally:  # never leave a writer running, whatever happens to the test
-            os.kill(run.pid, signal.SIGKILL)
-        while run.status < 0:
-            self._take(self._lines.get(timeout=30), run)
-        return run
-
-    @staticmethod
-    def _take(line: str, run: Run) -> None:
-        kind, *values = line.split()
-        if kind == "ack" and len(values) == 3 and int(values[1]) == run.number:
-            run.acked[int(values[0])] = int(values[2])
-        elif kind == "child" and len(values) == 1:
-            run.pid = int(values[0])
-        elif kind == "exit" and len(values) == 2 and int(values[0]) == run.pid:
-            run.status = int(values[1])
+    def take(self, line: str) -> None:
+        kind, *values = line.split() or [""]
+        if kind == "ack" and len(values) == 3 and int(values[1]) == self.number:
+            self.acked[int(values[0])] = int(values[2])
         else:
-            run.stray.append(line)
-
-    def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the zygote died: the test says why
-            self._stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+            self.stray.append(line)
 
 
 @pytest.fixture
 def zygote() -> Iterator[Zygote]:
-    parent = Zygote()
+    parent = Zygote(_PRELUDE, timeout_s=30)
     try:
         yield parent
     finally:
@@ -197,11 +116,11 @@ def test_killed_writers_never_lose_an_acknowledged_record(url: str, zygote: Zygo
     database.close()
     runs = []
     for number in range(RUNS):
-        run = zygote.run(url, number, rng.uniform(*LIFETIME_S))
+        run = Run(number)
+        run.child = zygote.run([url, str(number)], run.take, rng.uniform(*LIFETIME_S))
         runs.append(run)
         assert run.stray == [], f"seed {seed}, run {number}: writer said {run.stray}"
-        assert os.WIFSIGNALED(run.status), f"seed {seed}, run {number}: writer failed"
-        assert os.WTERMSIG(run.status) == signal.SIGKILL
+        assert run.child.killed, f"seed {seed}, run {number}: writer failed ({run.child.status})"
         _check(run, _written(asyncio.run(_verified(url)), number))
     # A killed client's COMMIT may still be in flight in PostgreSQL when the next writer
     # starts, so a run's unacknowledged record can land later: check every run once more.

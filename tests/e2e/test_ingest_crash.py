@@ -12,32 +12,23 @@ median of the last five). Then:
 - the same file ingested again, to the end, gives the snapshot id computed in this process.
 
 Processes are forked from a zygote that imported pandas, pandera, pyarrow and SQLAlchemy once
-(it runs nothing before forking, so no library thread is copied half-way), as in
-`test_audit_crash.py`.
+(`zygote.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import queue
 import random
-import signal
-import subprocess
-import sys
-import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 from sqlalchemy import text
+from tests.e2e.zygote import Child, Zygote
 
 from seawall.data.contract import parse_contract
 from seawall.data.plan import make_plan
@@ -72,9 +63,8 @@ columns:
   patient: {dtype: int, unique: true}
 """
 
-_ZYGOTE = textwrap.dedent(
-    """
-    import asyncio, os, sys
+_PRELUDE = """
+    import os, sys
     import pandas, pandera.pandas, pyarrow.parquet, psycopg  # imported once, before any fork
     import sqlalchemy.dialects.postgresql.psycopg
     from seawall.data import CsvSource, Ingestor, Validator, parse_contract
@@ -88,110 +78,41 @@ _ZYGOTE = textwrap.dedent(
              for n, r in CONTRACT.columns.items()}
     Validator(CONTRACT).schema.validate(pandas.DataFrame(EMPTY), lazy=True)
 
-    async def ingest(url: str, store: str, path: str) -> None:
+    async def child(url: str, store: str, path: str) -> None:
         database = Database(url)
         result = await Ingestor(database, BlobStore(store)).ingest(
             CONTRACT, CsvSource(path), actor="crash-test"
         )
         os.write(1, f"done {result.snapshot.id}\\n".encode())
         await database.aclose()
-
-    for line in sys.stdin:
-        url, store, path = line.split()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                asyncio.run(ingest(url, store, path))
-                status = 0
-            finally:
-                os._exit(status)
-        print(f"child {pid}", flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(f"exit {pid} {status}", flush=True)
     """
-)
 
 
 @dataclass
 class Run:
-    """One ingestion: its process, what it said, how it ended."""
+    """One ingestion: its process, and the snapshot it said it made."""
 
-    pid: int = 0
-    status: int = -1
+    child: Child = field(default_factory=Child)
     snapshot: str | None = None
-    seconds: float = 0.0
 
-
-class Zygote:
-    """The forking parent; `run` starts an ingestion, kills it after `kill_after_s` if given."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _ZYGOTE, CONTRACT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self._stdin: IO[str] = self.process.stdin
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stdout: IO[str]) -> None:
-        for line in stdout:
-            self._lines.put(line.rstrip("\n"))
-
-    def run(self, url: str, store: Path, path: Path, kill_after_s: float | None = None) -> Run:
-        run = Run()
-        self._stdin.write(f"{url} {store} {path}\n")
-        self._stdin.flush()
-        while not run.pid:
-            self._take(self._lines.get(timeout=60), run)
-        started = time.monotonic()
-        if kill_after_s is not None:
-            try:
-                time.sleep(kill_after_s)
-            finally:  # never leave an ingestion running, whatever happens to the test
-                with contextlib.suppress(ProcessLookupError):  # it ended already
-                    os.kill(run.pid, signal.SIGKILL)
-        while run.status < 0:
-            self._take(self._lines.get(timeout=60), run)
-        run.seconds = time.monotonic() - started
-        return run
-
-    @staticmethod
-    def _take(line: str, run: Run) -> None:
-        kind, *values = line.split()
-        if kind == "child":
-            run.pid = int(values[0])
-        elif kind == "done":
-            run.snapshot = values[0]
-        elif kind == "exit" and int(values[0]) == run.pid:
-            run.status = int(values[1])
-        else:
+    def take(self, line: str) -> None:
+        kind, *values = line.split() or [""]
+        if kind != "done" or len(values) != 1:
             raise AssertionError(f"the zygote said {line!r}")
+        self.snapshot = values[0]
 
-    def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self._stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+
+def _ingest(
+    zygote: Zygote, url: str, store: Path, path: Path, kill_after_s: float | None = None
+) -> Run:
+    run = Run()
+    run.child = zygote.run([url, str(store), str(path)], run.take, kill_after_s)
+    return run
 
 
 @pytest.fixture
 def zygote() -> Iterator[Zygote]:
-    parent = Zygote()
+    parent = Zygote(_PRELUDE, CONTRACT)
     try:
         yield parent
     finally:
@@ -276,28 +197,27 @@ def test_killed_ingestions_leave_no_partial_snapshot_and_rerun_to_the_same_id(
     store = tmp_path / "store"
     paths = _batches(tmp_path, RUNS + 1)
 
-    whole = zygote.run(url, store, paths[0])  # how long an ingestion takes, from fork to exit
-    assert whole.status == 0, "the first ingestion failed"
+    whole = _ingest(zygote, url, store, paths[0])  # how long an ingestion takes, from fork to exit
+    assert whole.child.status == 0, "the first ingestion failed"
     assert whole.snapshot == _expected_id(paths[0])
-    durations = [whole.seconds]  # of whole ingestions: the kills are drawn within the latest
+    durations = [whole.child.seconds]  # of whole ingestions: the kills are drawn within the latest
     killed_before_done = 0
     for number in range(1, RUNS + 1):
         expected = _expected_id(paths[number])
         delay = rng.uniform(0, 1.1 * float(np.median(durations[-5:])))
-        killed = zygote.run(url, store, paths[number], kill_after_s=delay)
+        killed = _ingest(zygote, url, store, paths[number], kill_after_s=delay)
         asyncio.run(_consistent(url, store))
-        if not os.WIFSIGNALED(killed.status):  # it finished before the kill
-            assert killed.status == 0, f"seed {seed}, run {number}: the ingestion failed"
+        if not killed.child.killed:  # it finished before the kill
+            assert killed.child.status == 0, f"seed {seed}, run {number}: the ingestion failed"
             assert killed.snapshot == expected, f"seed {seed}, run {number}"
             continue
-        assert os.WTERMSIG(killed.status) == signal.SIGKILL
         killed_before_done += killed.snapshot is None
 
-        again = zygote.run(url, store, paths[number])
+        again = _ingest(zygote, url, store, paths[number])
 
-        assert again.status == 0, f"seed {seed}, run {number}: running again failed"
+        assert again.child.status == 0, f"seed {seed}, run {number}: running again failed"
         assert again.snapshot == expected, f"seed {seed}, run {number}"
-        durations.append(again.seconds)
+        durations.append(again.child.seconds)
     snapshots, ingestions = asyncio.run(_consistent(url, store))
     assert snapshots == RUNS + 1
     assert killed_before_done >= RUNS // 2  # most kills really landed inside an ingestion

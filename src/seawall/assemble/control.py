@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from seawall.clock import Clock
 
 if TYPE_CHECKING:  # imported on first use: SQLAlchemy only where a database is used
+    from seawall.data import SnapshotStore
     from seawall.registry import Registry
     from seawall.security.apikeys import ApiKeyStore
     from seawall.store import AuditLog, Database
@@ -75,6 +76,15 @@ class ControlPlane:
             else:
                 self._registry = self._make_registry(opened.database, opened.audit)
         return self._registry
+
+    async def snapshots(self) -> SnapshotStore:
+        """The data guard's snapshots (training profiles), in the registry's artifact store."""
+        from seawall.data import SnapshotStore
+        from seawall.store import BlobStore
+
+        registry = await self.registry()
+        blobs = registry.blobs or BlobStore("./seawall-artifacts")
+        return SnapshotStore(await self.database(), blobs)
 
     async def start(self) -> None:
         """Open and migrate the database now rather than on first use."""

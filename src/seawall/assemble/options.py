@@ -299,7 +299,10 @@ class SharedParts:
         parts = cls(keys, gate, storage, closers)
         database_keys = config.auth is not None and config.auth.database_keys
         registry_models = any(m.backend.kind == "registry" for m in config.models)
-        if config.database_url is not None or database_keys or registry_models:
+        snapshots = any(
+            m.training is not None and m.training.snapshot is not None for m in config.models
+        )
+        if config.database_url is not None or database_keys or registry_models or snapshots:
             control = parts.control = control_plane(config, clock)
             parts.closers.append(control.aclose)
             if database_keys:

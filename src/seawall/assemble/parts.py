@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seawall.assemble import options as build
 from seawall.backends import ModelRepository
@@ -28,6 +28,9 @@ from seawall.policies import (
 )
 from seawall.policies.cache import CachePolicy
 from seawall.types import InferenceRequest, InferenceResponse, LlmRequest, LlmResponse
+
+if TYPE_CHECKING:
+    from seawall.assemble.reference import TrainingReference
 
 __all__ = ["Assembly", "InferencePolicy", "core_policies", "front_policies"]
 
@@ -60,6 +63,10 @@ class Assembly:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: Run first at start-up, in order (database migrations, background writers).
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Training references (profiles by version) of the models that check inputs against one.
+    references: dict[str, TrainingReference] = field(default_factory=dict)
+    #: Run after the models loaded, in order (reading training profiles for loaded models).
+    after_load: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: What every pipeline shares (keys, admission, rate-limit storage).
     shared: build.SharedParts | None = None
 
@@ -68,6 +75,8 @@ class Assembly:
         for start in self.starters:
             await start()
         await self.repository.load_all()
+        for after in self.after_load:
+            await after()
         for backend in self.llm_backends:
             try:
                 await backend.load()

@@ -2,7 +2,7 @@
 
 Each model's pipeline is, outermost first::
 
-    auth → rate limit → admission → validation → cache → fallback
+    auth → rate limit → admission → validation → profile check → cache → fallback
          → bulkhead → circuit breaker → retry → hedge → timeout → batching → backend
 
 A fallback to another model calls that model's inner chain (validation inward), so the other
@@ -21,6 +21,7 @@ from seawall.assemble.cache import model_cache
 from seawall.assemble.control import ControlPlane
 from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
+from seawall.assemble.reference import profile_check, training_reference
 from seawall.assemble.registry import registry_backend
 from seawall.assemble.signing import artifact_check, artifact_verifier
 from seawall.backends import (
@@ -77,7 +78,8 @@ class _Model:
     label: str
     backend: Backend
     policies: PolicySettings
-    validation: ValidationPolicy
+    #: Signature validation, then the training-profile check (if on).
+    checks: list[InferencePolicy]
     core: list[InferencePolicy]
     inner: InferenceHandler
 
@@ -115,7 +117,7 @@ def assemble(
         served = assembly.repository.get(model.settings.name, model.settings.version)
         where = f"models[{i}].policies.cache"
         cache = model_cache(where, model.policies.cache, served, config, assembly, clock, on_event)
-        policies = [*front, model.validation, *cache, *fallback, *model.core]
+        policies = [*front, *model.checks, *cache, *fallback, *model.core]
         served.handler = Pipeline(policies, model.backend.infer, name=model.label)
     assemble_llm(config, assembly, clock=clock, on_event=on_event)
     return assembly
@@ -151,8 +153,11 @@ def _model(
             )
         assembly.batchers[label] = batcher
         core.append(batcher)
-    inner = Pipeline([validation, *core], backend.infer, name=f"{label} (inner)")
-    return _Model(settings, label, backend, policies, validation, core, inner)
+    reference = training_reference(index, settings, config, assembly, backend)
+    profile = profile_check(settings, reference, clock=clock, on_event=on_event)
+    checks: list[InferencePolicy] = [validation] if profile is None else [validation, profile]
+    inner = Pipeline([*checks, *core], backend.infer, name=f"{label} (inner)")
+    return _Model(settings, label, backend, policies, checks, core, inner)
 
 
 def _fallback(

@@ -63,6 +63,10 @@ class RegistrySource:
         self._cache_dir = cache_dir
         self.deployment_target = deployment_target
         self._clock = clock
+        #: Called with each version's record and loaded backend before it serves (it may
+        #: refuse it by raising): the training reference reads the version's profile.
+        self.on_loaded: Callable[[VersionRecord, Backend], Awaitable[None]] | None = None
+        self._opened: dict[str, VersionRecord] = {}
 
     @property
     def uri(self) -> str:
@@ -90,7 +94,19 @@ class RegistrySource:
         except Exception as exc:
             await self._refused(record, exc)
             raise
+        self._opened = {version: record}
         return self._backend(record.framework, path)
+
+    async def loaded(self, version: str, backend: Backend) -> None:
+        """Let `on_loaded` check the version before it serves; a refusal is audited."""
+        record = self._opened.pop(version, None)
+        if self.on_loaded is None or record is None:
+            return
+        try:
+            await self.on_loaded(record, backend)
+        except Exception as exc:
+            await self._refused(record, exc)
+            raise
 
     async def swapped(self, previous: str | None, version: str) -> None:
         """Record that this gateway now serves `version` (audit log and deployment history)."""

@@ -60,6 +60,10 @@ class VersionSource(Protocol):
         """A backend for `version`, not loaded yet; raises if the version is refused."""
         ...
 
+    async def loaded(self, version: str, backend: Backend) -> None:
+        """Told after `version`'s backend loaded, before it serves; raising refuses it."""
+        ...
+
     async def swapped(self, previous: str | None, version: str) -> None:
         """Told after `version` replaced `previous` (None: the first load), to record it."""
         ...
@@ -125,6 +129,11 @@ class SwappableBackend:
         self.reason = ""
 
     @property
+    def source(self) -> VersionSource:
+        """What names and builds the versions."""
+        return self._source
+
+    @property
     def version(self) -> str | None:
         """The version serving now (None before the first successful load)."""
         return self._version
@@ -187,10 +196,11 @@ class SwappableBackend:
                 return False
             try:
                 await fresh.load()
+                await self._source.loaded(wanted, fresh)
             except asyncio.CancelledError:
                 await _close_quietly(fresh)
                 raise
-            except Exception as exc:  # a broken artifact must not replace a working one
+            except Exception as exc:  # a broken version must not replace a working one
                 await _close_quietly(fresh)
                 self._fail(wanted, exc, raise_on_failure)
                 return False

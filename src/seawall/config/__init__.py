@@ -14,9 +14,11 @@ from seawall.config.models import (
     MockBackendSettings,
     ModelSettings,
     OnnxBackendSettings,
+    ProfileCheckSettings,
     RegistryBackendSettings,
     SklearnBackendSettings,
     TensorSpecSettings,
+    TrainingSettings,
     ValidationSettings,
 )
 from seawall.config.registry import RegistrySettings
@@ -33,6 +35,7 @@ __all__ = [
     "MockBackendSettings",
     "ModelSettings",
     "OnnxBackendSettings",
+    "ProfileCheckSettings",
     "RegistryBackendSettings",
     "RegistrySettings",
     "SeawallConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "Settings",
     "SklearnBackendSettings",
     "TensorSpecSettings",
+    "TrainingSettings",
     "ValidationSettings",
     "load_config",
     "parse_config",

@@ -23,9 +23,11 @@ __all__ = [
     "OipBackendSettings",
     "OnnxBackendSettings",
     "OutlierSettings",
+    "ProfileCheckSettings",
     "RegistryBackendSettings",
     "SklearnBackendSettings",
     "TensorSpecSettings",
+    "TrainingSettings",
     "ValidationSettings",
 ]
 
@@ -272,11 +274,48 @@ BackendSettings = Annotated[
 BACKEND_KINDS = {"sklearn", "onnx", "python", "mock", "oip", "registry"}
 
 
+class TrainingSettings(Settings):
+    """Where the model's training data profile comes from: the reference that request-time
+    checks (`validation.profile`) and drift monitors (`drift`) compare live inputs against."""
+
+    snapshot: str | None = Field(None, pattern=r"^[0-9a-f]{6,64}$")
+    """Id (or 6+ leading hex digits) of the data snapshot the model was trained on (`seawall
+    data snapshots`). Null: for `kind: registry` models, the served version's training snapshot
+    (`--dataset-snapshot` at registration), followed as versions swap."""
+    file: str | None = Field(None, min_length=1)
+    """A profile JSON file instead (relative to the config file's directory): the output of
+    `seawall data show --json`, or its `profile` alone."""
+    features: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
+    """The columns of a model's single 2-D input, in order (null: the profile's columns). A
+    model with several inputs takes each input as the feature of its name."""
+    target: str | None = Field(None, min_length=1)
+    """The profile's label column: the model's predictions are compared with its distribution
+    (prediction drift; null: predictions are not compared with training)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingSettings:
+        if self.snapshot is not None and self.file is not None:
+            raise ValueError("snapshot, file: give one profile, not both")
+        return self
+
+
+class ProfileCheckSettings(Settings):
+    """Checks of each request against the training profile: ranges, categories, nulls."""
+
+    mode: Literal["reject", "flag"] = "reject"
+    """`reject`: a 400 naming the value's place, the feature and the rule; `flag`: served,
+    counted in `seawall_input_out_of_profile_total` and logged."""
+    margin: float = Field(0.0, ge=0, le=100)
+    """Share of a numeric feature's training range accepted beyond its minimum and maximum."""
+
+
 class ValidationSettings(Settings):
-    """Input validation against the model's signature."""
+    """Input validation against the model's signature (and, optionally, its training data)."""
 
     convert_datatypes: bool = True
     """Convert inputs to the model's datatype when no value changes; false refuses mismatches."""
+    profile: ProfileCheckSettings | None = None
+    """Check inputs against the training profile (`training`; null: off)."""
 
 
 class ModelSettings(Settings):
@@ -290,6 +329,9 @@ class ModelSettings(Settings):
     """Serve unversioned calls with this version (else the first listed)."""
     backend: BackendSettings
     """Where the model runs."""
+    training: TrainingSettings | None = None
+    """The training data's profile (null: a registry model's own training snapshot, else
+    none); needed by `validation.profile` and `drift`."""
     validation: ValidationSettings = ValidationSettings()
     """Input validation."""
     policies: PolicySettings = PolicySettings()
@@ -304,6 +346,21 @@ class ModelSettings(Settings):
     def _version_as_text(cls, value: object) -> object:
         # YAML reads `version: 2` as an integer; a version is a name, so take it as text.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _reference_has_a_source(self) -> ModelSettings:
+        training = self.training
+        if self.validation.profile is None:
+            return self
+        if training is not None and (training.snapshot or training.file):
+            return self
+        if not isinstance(self.backend, RegistryBackendSettings):
+            raise ValueError(
+                "validation.profile: needs `training.snapshot` or `training.file` (only "
+                f"registry models default to their training snapshot; this one is "
+                f"{self.backend.kind})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signature_needs_a_file(self) -> ModelSettings:

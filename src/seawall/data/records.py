@@ -6,33 +6,17 @@ and audit details.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from seawall.store.record import Record
 
 __all__ = ["FailureRecord", "IngestionRecord", "SnapshotRecord"]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class _Record:
-    __slots__ = ()
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
-        return out
-
-
 @dataclass(frozen=True, slots=True)
-class SnapshotRecord(_Record):
+class SnapshotRecord(Record):
     """A dataset snapshot's metadata (its rows are read with `SnapshotStore.read`)."""
 
     id: str
@@ -67,7 +51,7 @@ class SnapshotRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class IngestionRecord(_Record):
+class IngestionRecord(Record):
     """One batch read from a source: accepted (with its snapshot) or rejected, and its counts."""
 
     id: int
@@ -93,7 +77,7 @@ class IngestionRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class FailureRecord(_Record):
+class FailureRecord(Record):
     """A rule a row broke (`row` None: a rule the batch broke)."""
 
     ingestion_id: int

@@ -40,6 +40,13 @@ from seawall.policies.fallback import (
 )
 from seawall.policies.fallback_cache import CachedAlternative, LastGoodCache
 from seawall.policies.hedge import HedgeOptions, HedgePolicy
+from seawall.policies.profile import (
+    FeatureRule,
+    InputOutOfProfile,
+    ProfileCheckOptions,
+    ProfileCheckPolicy,
+    ProfileRules,
+)
 from seawall.policies.ratelimit import RateLimit, RateLimited, RateLimitOptions, RateLimitPolicy
 from seawall.policies.retry import (
     RetryAttempted,
@@ -91,10 +98,12 @@ __all__ = [
     "FallbackOptions",
     "FallbackPolicy",
     "FallbackUsed",
+    "FeatureRule",
     "FunctionAlternative",
     "HedgeOptions",
     "HedgePolicy",
     "InferenceCodec",
+    "InputOutOfProfile",
     "InputRejected",
     "LastGoodCache",
     "LlmCodec",
@@ -102,6 +111,9 @@ __all__ = [
     "MemoryCacheStore",
     "ModelAlternative",
     "PolicyTelemetry",
+    "ProfileCheckOptions",
+    "ProfileCheckPolicy",
+    "ProfileRules",
     "RateLimit",
     "RateLimitOptions",
     "RateLimitPolicy",

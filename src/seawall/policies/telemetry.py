@@ -6,7 +6,9 @@ must see (a breaker opening, an endpoint ejected, a shared limiter falling back 
 also logged, with the event's fields.
 
 Each batch (`BatchExecuted`) is also observed in the histograms `seawall_batch_requests` and
-`seawall_batch_rows`: how many calls, and rows, one backend call served.
+`seawall_batch_rows`: how many calls, and rows, one backend call served. Values outside a
+model's training profile (`InputOutOfProfile`) count in `seawall_input_out_of_profile_total`
+by target, version, feature, rule and action (the features are the model's: bounded).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from seawall.policies.batching import BatchExecuted
+from seawall.policies.profile import InputOutOfProfile
 
 __all__ = ["LOGGED_EVENTS", "PolicyTelemetry"]
 
@@ -72,6 +75,12 @@ class PolicyTelemetry:
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )
+        self.out_of_profile = Counter(
+            "seawall_input_out_of_profile",
+            "Input values outside the served version's training profile, by feature and rule.",
+            ["target", "version", "feature", "rule", "action"],
+            registry=registry,
+        )
         self._children: dict[tuple[str, str], Counter] = {}
 
     def __call__(self, event: object) -> None:
@@ -84,6 +93,10 @@ class PolicyTelemetry:
         if isinstance(event, BatchExecuted):
             self.batch_requests.labels(target).observe(event.requests)
             self.batch_rows.labels(target).observe(event.rows)
+        elif isinstance(event, InputOutOfProfile):
+            self.out_of_profile.labels(
+                target, event.version, event.feature, event.rule, event.action
+            ).inc(event.count)
         if kind in LOGGED_EVENTS:
             logger.warning(kind, extra={"event": kind, **_loggable(_fields(event))})
 

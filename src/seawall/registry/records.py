@@ -6,11 +6,12 @@ Each has `to_json()` (plain JSON types, times in ISO 8601 UTC) for the admin API
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from seawall.registry.stages import Stage
+from seawall.store.record import Record
 
 __all__ = [
     "AliasRecord",
@@ -25,26 +26,8 @@ __all__ = [
 ]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class _Record:
-    __slots__ = ()
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
-        return out
-
-
 @dataclass(frozen=True, slots=True)
-class ArtifactInfo(_Record):
+class ArtifactInfo(Record):
     """An artifact put into the artifact store: its files by path and sha256, and its manifest."""
 
     #: "file" or "directory".
@@ -66,7 +49,7 @@ class ArtifactInfo(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelRecord(_Record):
+class ModelRecord(Record):
     """A registered model."""
 
     name: str
@@ -81,7 +64,7 @@ class ModelRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class VersionRecord(_Record):
+class VersionRecord(Record):
     """One version of a model."""
 
     name: str
@@ -110,7 +93,7 @@ class VersionRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class AliasRecord(_Record):
+class AliasRecord(Record):
     """Where an alias points now."""
 
     name: str
@@ -121,7 +104,7 @@ class AliasRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ApprovalRecord(_Record):
+class ApprovalRecord(Record):
     """An approval or rejection of one version."""
 
     id: int
@@ -135,7 +118,7 @@ class ApprovalRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class ApprovalStatus(_Record):
+class ApprovalStatus(Record):
     """Whether a version may enter production now, and why (not)."""
 
     name: str
@@ -155,7 +138,7 @@ class ApprovalStatus(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class DeploymentRecord(_Record):
+class DeploymentRecord(Record):
     """A version serving at a target, at a traffic share, for a time (open: `ended_at` None)."""
 
     id: int
@@ -170,7 +153,7 @@ class DeploymentRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class EventRecord(_Record):
+class EventRecord(Record):
     """One entry of a model's history."""
 
     id: int
@@ -183,7 +166,7 @@ class EventRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class LineageNode(_Record):
+class LineageNode(Record):
     """One version in a lineage walk: where it came from."""
 
     name: str
