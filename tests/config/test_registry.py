@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from seawall.config import RegistrySettings, SeawallConfig
 from seawall.registry import RegistryOptions
-from seawall.registry.registry import ALIAS_PATTERN
+from seawall.registry.fields import ALIAS_PATTERN
 
 
 def test_the_defaults_are_the_registrys() -> None:

@@ -56,7 +56,7 @@ class VersionRequest:
 
     async def register(self, registry: Registry) -> tuple[VersionRecord, bool]:
         """The registered version, and whether the model was created for it."""
-        from seawall.registry.registry import check_framework
+        from seawall.registry.fields import check_framework
 
         check_framework(self.framework)  # before the artifact is signed and stored for nothing
         latest, created = await _latest(registry, self.name)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from seawall.registry.artifacts import Materialized, materialize, store_artifact
+    from seawall.registry.fields import ALIAS_PATTERN, MODEL_NAME_PATTERN, parse_model_uri
     from seawall.registry.records import (
         AliasRecord,
         ApprovalRecord,
@@ -25,13 +26,7 @@ if TYPE_CHECKING:
         ModelRecord,
         VersionRecord,
     )
-    from seawall.registry.registry import (
-        ALIAS_PATTERN,
-        MODEL_NAME_PATTERN,
-        Registry,
-        RegistryOptions,
-        parse_model_uri,
-    )
+    from seawall.registry.registry import Registry, RegistryOptions
     from seawall.registry.stages import TRANSITIONS, Stage
 
 __all__ = [
@@ -60,11 +55,11 @@ _LAZY = {
     "Materialized": "artifacts",
     "materialize": "artifacts",
     "store_artifact": "artifacts",
-    "ALIAS_PATTERN": "registry",
-    "MODEL_NAME_PATTERN": "registry",
+    "ALIAS_PATTERN": "fields",
+    "MODEL_NAME_PATTERN": "fields",
+    "parse_model_uri": "fields",
     "Registry": "registry",
     "RegistryOptions": "registry",
-    "parse_model_uri": "registry",
     "TRANSITIONS": "stages",
     "Stage": "stages",
     **dict.fromkeys(

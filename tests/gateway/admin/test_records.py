@@ -23,7 +23,7 @@ from seawall.registry import (
     Stage,
     VersionRecord,
 )
-from seawall.registry import registry as registry_module
+from seawall.registry import fields as registry_fields
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -52,10 +52,10 @@ def test_each_view_has_its_records_fields(
 
 def test_the_bounds_are_the_registrys() -> None:
     assert set(get_args(views.Stage)) == {s.value for s in Stage}
-    assert views.MODEL_NAME_PATTERN == registry_module.MODEL_NAME_PATTERN
-    assert views.ALIAS_PATTERN == registry_module.ALIAS_PATTERN
-    assert views.MAX_TEXT == registry_module._MAX_TEXT
-    assert views.MAX_REQUIRED_APPROVALS == registry_module.MAX_REQUIRED_APPROVALS
+    assert views.MODEL_NAME_PATTERN == registry_fields.MODEL_NAME_PATTERN
+    assert views.ALIAS_PATTERN == registry_fields.ALIAS_PATTERN
+    assert views.MAX_TEXT == registry_fields.MAX_TEXT
+    assert views.MAX_REQUIRED_APPROVALS == registry_fields.MAX_REQUIRED_APPROVALS
 
 
 def test_a_version_shows_its_uri_and_approvals_whether_satisfied() -> None:
