@@ -64,6 +64,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overload.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/backup.py
+	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/results.py
 
 clean:

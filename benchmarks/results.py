@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: Sections in the order they appear; a benchmark not run yet is listed as missing.
-ORDER = ("peers", "batching", "overload", "memory", "ingest")
+ORDER = ("peers", "batching", "overload", "memory", "ingest", "backup", "drift")
 
 HEADER = """# Benchmark results
 

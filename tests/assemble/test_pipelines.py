@@ -95,8 +95,9 @@ def test_demo_config_assembles_four_models_with_their_backends(
 def test_each_pipeline_shows_validation_then_the_backend(demo_config: SeawallConfig) -> None:
     repository = assemble(demo_config).repository
 
+    # The demo's iris is checked against its training profile and sampled for drift.
     assert {m.name: repr(m.handler) for m in repository} == {
-        "iris": "Pipeline(iris:1: validation → timeout → sklearn:iris.joblib)",
+        "iris": "Pipeline(iris:1: validation → profile → sample → timeout → sklearn:iris.joblib)",
         "iris-onnx": "Pipeline(iris-onnx:1: validation → timeout → onnx:iris.onnx)",
         "diabetes": "Pipeline(diabetes:1: validation → timeout → sklearn:diabetes.joblib)",
         "iris-rules": "Pipeline(iris-rules:1: validation → timeout → python:iris_rules:predict)",

@@ -189,7 +189,7 @@ async def test_an_unknown_snapshot_fails_the_start(world: World) -> None:
 
 
 def test_config_needs_a_profile_source_outside_the_registry(world: World) -> None:
-    with pytest.raises(ConfigError, match=r"needs `training.snapshot` or `training.file`"):
+    with pytest.raises(ConfigError, match=r"need `training.snapshot` or `training.file`"):
         world.fixed("null", "{mode: flag}")
     with pytest.raises(ConfigError, match="not both"):
         world.fixed("{snapshot: abcdef, file: x.json}")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import numpy as np
 import onnxruntime as ort
@@ -22,10 +23,19 @@ from seawall.config import (
     SklearnBackendSettings,
     load_config,
 )
+from seawall.gateway import Gateway
+from seawall.types import InferenceRequest, Tensor
 
 runner = CliRunner()
 
-FILES = ["iris.joblib", "iris.onnx", "diabetes.joblib", "iris_rules.py", "seawall.yaml"]
+FILES = [
+    "iris.joblib",
+    "iris.onnx",
+    "diabetes.joblib",
+    "iris.profile.json",
+    "iris_rules.py",
+    "seawall.yaml",
+]
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +157,32 @@ def test_a_failed_rerun_leaves_the_previous_files_whole(
     assert joblib.load(directory / "iris.joblib").predict(load_iris().data[:1]).tolist() == [0]
     # ...and the temporary file does not outlive the failure.
     assert sorted(p.name for p in directory.iterdir()) == sorted(FILES)
+
+
+async def test_the_demo_iris_is_checked_and_monitored_against_its_training_profile(
+    client: httpx.AsyncClient, demo_gateway: Gateway
+) -> None:
+    odd = {
+        "inputs": [
+            {"name": "input-0", "datatype": "FP64", "shape": [1, 4], "data": [5.1, 3.5, 99.0, 0.2]}
+        ]
+    }
+    response = await client.post("/v2/models/iris/infer", json=odd)
+    assert response.status_code == 200  # flag mode: served, counted
+    reference = demo_gateway.assembly.references["iris:1"]
+    current = reference.current()
+    assert current is not None
+    assert [r.name for r in current[1].rules] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert current[1].violations(request_of(odd))[0].rule == "above_max"
+    assert "iris:1" in demo_gateway.assembly.monitors
+
+
+def request_of(body: dict[str, Any]) -> InferenceRequest:
+    tensor = body["inputs"][0]
+    data = np.array(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+    return InferenceRequest("iris", [Tensor.from_numpy("input-0", data)])

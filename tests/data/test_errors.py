@@ -29,3 +29,13 @@ def test_transient_and_corruption_errors_are_data_errors_not_bad_input() -> None
         assert not isinstance(error, InvalidInputError)
     assert errors.SourceUnavailableError.code == "source_unavailable"
     assert errors.SnapshotCorruptError.code == "snapshot_corrupt"
+
+
+def test_a_corrupt_backup_is_a_backup_error_listing_its_problems() -> None:
+    error = errors.BackupCorruptError("backup b: 2 problem(s)", ["a: missing", "b: truncated"])
+
+    assert isinstance(error, errors.BackupError)
+    assert isinstance(error, errors.DataError)
+    assert not isinstance(error, InvalidInputError)
+    assert error.problems == ["a: missing", "b: truncated"]
+    assert (errors.BackupError.code, error.code) == ("backup_error", "backup_corrupt")

@@ -285,3 +285,22 @@ def test_discard_removes_a_blob(store: BlobStore) -> None:
 def test_an_unknown_url_scheme_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="nosuchfs://bucket"):
         BlobStore("nosuchfs://bucket/prefix")
+
+
+def test_digests_lists_every_blob_sorted_and_nothing_else(store: BlobStore) -> None:
+    assert store.digests() == []
+    contents = [PAYLOAD, b"", b"another blob", os.urandom(CHUNK_BYTES + 1)]
+    stored = [store.put(content) for content in contents]
+    # Not blobs: a write in progress, a misplaced and a misnamed file.
+    stray = {"tmp/put-123": b"partial", f"sha256/00/{sha(b'x')}": b"x", "sha256/ab/notes": b"x"}
+    for name, data in stray.items():
+        if store.is_local:
+            path = Path(store.root) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        else:
+            fs, root = fsspec.core.url_to_fs(store.root)
+            fs.pipe_file(f"{root}/{name}", data)
+
+    assert store.digests() == sorted(stored)
+    assert len(set(stored)) == 4

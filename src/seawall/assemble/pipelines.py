@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from seawall.assemble import options as build
 from seawall.assemble.cache import model_cache
 from seawall.assemble.control import ControlPlane
+from seawall.assemble.drift import drift_sampler
 from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
 from seawall.assemble.reference import profile_check, training_reference
@@ -156,6 +157,9 @@ def _model(
     reference = training_reference(index, settings, config, assembly, backend)
     profile = profile_check(settings, reference, clock=clock, on_event=on_event)
     checks: list[InferencePolicy] = [validation] if profile is None else [validation, profile]
+    sampler = drift_sampler(settings, assembly, backend, reference, clock=clock)
+    if sampler is not None:  # inside the fallback: only this model's own answers are sampled
+        core.insert(0, sampler)
     inner = Pipeline([*checks, *core], backend.infer, name=f"{label} (inner)")
     return _Model(settings, label, backend, policies, checks, core, inner)
 

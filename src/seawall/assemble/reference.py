@@ -76,6 +76,13 @@ class TrainingReference:
         """`version`'s training profile and where it came from (None: not known)."""
         return self._profiles.get(version)
 
+    def layout(self, version: str) -> tuple[tuple[str, str, int | None], ...] | None:
+        """(feature, input tensor, column) of each of `version`'s features (None: not known)."""
+        known = self._rules.get(version)
+        if known is None:
+            return None
+        return tuple((r.name, r.input, r.column) for r in known[1].rules)
+
     async def load_fixed(self, version: str, backend: Backend) -> None:
         """Read the configured snapshot or file and compile it for `backend` (loaded)."""
         if self._path is not None:
@@ -116,7 +123,7 @@ class TrainingReference:
             rules = ProfileRules.from_profile(
                 profile,
                 backend.metadata(),
-                features=self.settings.features,
+                features=self._features(profile),
                 margin=self._margin,
                 source=source,
             )
@@ -124,6 +131,15 @@ class TrainingReference:
             raise ConfigError(f"{self.where}: {exc}") from None
         self._profiles[version] = (source, profile)
         self._rules[version] = (version, rules)
+
+    def _features(self, profile: dict[str, Any]) -> list[str] | None:
+        """`features`, else the profile's columns but the target (None: all of them)."""
+        if self.settings.features is not None:
+            return list(self.settings.features)
+        target, columns = self.settings.target, profile.get("columns")
+        if target is None or not isinstance(columns, dict):
+            return None
+        return [name for name in columns if name != target]
 
 
 def _read_file(path: Path, where: str) -> dict[str, Any]:
@@ -149,7 +165,7 @@ def training_reference(
 ) -> TrainingReference | None:
     """The model's `TrainingReference` (None: neither `validation.profile` nor `drift` needs
     one), in `assembly.references` and hooked to the model's loading."""
-    if settings.validation.profile is None and getattr(settings, "drift", None) is None:
+    if settings.validation.profile is None and settings.drift is None:
         return None
     training = settings.training or TrainingSettings()
     where = f"models[{index}].training"

@@ -28,6 +28,16 @@ models:
     backend:
       kind: sklearn
       path: {prefix}iris.joblib
+    # What it was trained on: the profile of the training data (`seawall data show --json`
+    # writes one for any snapshot). Inputs are checked against it, and monitored for drift.
+    training:
+      file: {prefix}iris.profile.json
+      features: [sepal_length, sepal_width, petal_length, petal_width]
+      target: species
+    validation:
+      profile: {{mode: flag}}   # served, counted in seawall_input_out_of_profile_total
+    drift:
+      window_s: 60            # a report a minute: seawall_feature_drift on /metrics
 
   # The same classifier converted to ONNX: same input name, same predictions.
   - name: iris-onnx
@@ -71,6 +81,8 @@ def predict(inputs):
 '''
 
 ONNX_INPUT = "input-0"
+#: The iris model's input columns, in order.
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def demo(
@@ -103,6 +115,7 @@ def write_demo(directory: Path) -> list[Path]:
         "iris.joblib": lambda p: joblib.dump(iris, p),
         "iris.onnx": lambda p: p.write_bytes(_to_onnx(iris, x_iris.shape[1], 3)),
         "diabetes.joblib": lambda p: joblib.dump(diabetes, p),
+        "iris.profile.json": lambda p: p.write_text(_iris_profile(), encoding="utf-8"),
         "iris_rules.py": lambda p: p.write_text(IRIS_RULES, encoding="utf-8"),
         "seawall.yaml": lambda p: p.write_text(
             DEMO_CONFIG.format(prefix="", search_path="."), encoding="utf-8"
@@ -120,6 +133,22 @@ def write_demo(directory: Path) -> list[Path]:
             raise
         written.append(path)
     return written
+
+
+def _iris_profile() -> str:
+    """The iris training data's profile (as a data snapshot of it would carry), as JSON."""
+    import json
+
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from seawall.data.profile import profile
+
+    data = load_iris(as_frame=True)
+    frame = data.data.set_axis(IRIS_FEATURES, axis=1)
+    frame["species"] = pd.array(data.target, dtype="Int64")
+    dtypes = {**dict.fromkeys(IRIS_FEATURES, "float"), "species": "int"}
+    return json.dumps({"profile": profile(frame, dtypes)}, indent=1)
 
 
 def _to_onnx(model: Any, features: int, classes: int) -> bytes:

@@ -1,4 +1,4 @@
-"""`seawall`: serve, demo, config, db, audit, keys, models, data, version."""
+"""`seawall`: serve, demo, config, db, audit, keys, models, data, backup, monitor, version."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import typer
 
 from seawall import __version__
 from seawall.cli.auditcmd import audit_app
+from seawall.cli.backupcmd import backup_app
 from seawall.cli.configcmd import config_app, load_or_exit
 from seawall.cli.datacmd import data_app
 from seawall.cli.dbcmd import db_app
 from seawall.cli.demo import demo
 from seawall.cli.keyscmd import keys_app
 from seawall.cli.modelscmd import models_app
+from seawall.cli.monitorcmd import monitor_app
 from seawall.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -34,6 +36,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(backup_app, name="backup")
 app.command()(demo)
 
 

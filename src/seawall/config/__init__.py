@@ -11,6 +11,8 @@ from seawall.config.loader import ENV_PREFIX, load_config, parse_config
 from seawall.config.models import (
     BackendSettings,
     CallableBackendSettings,
+    DriftSettings,
+    DriftThresholdSettings,
     MockBackendSettings,
     ModelSettings,
     OnnxBackendSettings,
@@ -30,6 +32,8 @@ __all__ = [
     "BackendSettings",
     "CallableBackendSettings",
     "DeploymentSettings",
+    "DriftSettings",
+    "DriftThresholdSettings",
     "LlmModelSettings",
     "LlmSettings",
     "MockBackendSettings",

@@ -15,6 +15,8 @@ __all__ = [
     "BACKEND_KINDS",
     "BackendSettings",
     "CallableBackendSettings",
+    "DriftSettings",
+    "DriftThresholdSettings",
     "EndpointSettings",
     "HealthCheckSettings",
     "HttpClientSettings",
@@ -286,8 +288,8 @@ class TrainingSettings(Settings):
     """A profile JSON file instead (relative to the config file's directory): the output of
     `seawall data show --json`, or its `profile` alone."""
     features: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
-    """The columns of a model's single 2-D input, in order (null: the profile's columns). A
-    model with several inputs takes each input as the feature of its name."""
+    """The columns of a model's single 2-D input, in order (null: the profile's columns but
+    `target`). A model with several inputs takes each input as the feature of its name."""
     target: str | None = Field(None, min_length=1)
     """The profile's label column: the model's predictions are compared with its distribution
     (prediction drift; null: predictions are not compared with training)."""
@@ -307,6 +309,43 @@ class ProfileCheckSettings(Settings):
     counted in `seawall_input_out_of_profile_total` and logged."""
     margin: float = Field(0.0, ge=0, le=100)
     """Share of a numeric feature's training range accepted beyond its minimum and maximum."""
+
+
+class DriftThresholdSettings(Settings):
+    """What counts as drift for one feature (null: the model's `drift` defaults)."""
+
+    psi: float | None = Field(None, gt=0)
+    """Population stability index above which (if significant) a feature drifted."""
+    js: float | None = Field(None, gt=0, le=1)
+    """Jensen-Shannon distance (base 2) above which (if significant) a feature drifted."""
+    alpha: float | None = Field(None, gt=0, lt=1)
+    """Significance level of the tests, before it is divided among them (Bonferroni)."""
+
+
+class DriftSettings(Settings):
+    """Drift monitoring: a uniform sample of each window's calls, compared with the training
+    profile (`training`) per feature and for the predictions (`training.target`)."""
+
+    window_s: float = Field(300.0, ge=1, le=86_400)
+    """Length of a window; each closed window gives one report per version served."""
+    sample_size: int = Field(1000, ge=10, le=100_000)
+    """Calls kept per window (a uniform reservoir sample, taken off the request path)."""
+    min_samples: int = Field(100, ge=1, le=100_000)
+    """Values below which a feature's statistics say `insufficient data`, not drift."""
+    psi: float = Field(0.2, gt=0)
+    """Population stability index above which (if significant) a feature drifted."""
+    js: float = Field(0.1, gt=0, le=1)
+    """Jensen-Shannon distance (base 2) above which (if significant) a feature drifted."""
+    alpha: float = Field(0.01, gt=0, lt=1)
+    """Chance that a report of same-distribution traffic says `drifting` (divided among its
+    tests: Bonferroni)."""
+    features: dict[str, DriftThresholdSettings] = {}
+    """Thresholds of particular features (or the prediction output), by name."""
+    exclude: list[Annotated[str, Field(min_length=1)]] = []
+    """Features not to monitor."""
+    store: bool = True
+    """Keep each report in the database (`seawall monitor drift`, rollout guardrails), when the
+    gateway has one (`database_url`)."""
 
 
 class ValidationSettings(Settings):
@@ -334,6 +373,8 @@ class ModelSettings(Settings):
     none); needed by `validation.profile` and `drift`."""
     validation: ValidationSettings = ValidationSettings()
     """Input validation."""
+    drift: DriftSettings | None = None
+    """Drift monitoring against the training profile (null: off)."""
     policies: PolicySettings = PolicySettings()
     """Resilience policies; sections given here replace those of `policy_defaults`."""
     signature: str | None = Field(None, min_length=1)
@@ -350,13 +391,13 @@ class ModelSettings(Settings):
     @model_validator(mode="after")
     def _reference_has_a_source(self) -> ModelSettings:
         training = self.training
-        if self.validation.profile is None:
+        if self.validation.profile is None and self.drift is None:
             return self
         if training is not None and (training.snapshot or training.file):
             return self
         if not isinstance(self.backend, RegistryBackendSettings):
             raise ValueError(
-                "validation.profile: needs `training.snapshot` or `training.file` (only "
+                "validation.profile, drift: need `training.snapshot` or `training.file` (only "
                 f"registry models default to their training snapshot; this one is "
                 f"{self.backend.kind})"
             )

@@ -5,8 +5,10 @@ A `Contract` (YAML) says what a batch must look like; `Ingestor` reads a batch f
 snapshot (Parquet in the blob store, metadata and profile in the database) and the invalid ones
 in quarantine, each with its reasons, audited in the same transaction. `SnapshotStore` reads
 snapshots back (digest-checked, audited) and walks their lineage; `Quarantine` lists and
-exports what was refused. Uses `seawall.store`; never the gateway. Imported on first use
-(PEP 562): pandas, pandera and pyarrow load only when the data guard is used.
+exports what was refused. `create_backup`, `verify_backup` and `restore_backup` save and
+restore the database and the store together, checksummed. Uses `seawall.store`; never the
+gateway. Imported on first use (PEP 562): pandas, pandera and pyarrow load only when the data
+guard is used.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from seawall.data.errors import (
+    BackupCorruptError,
+    BackupError,
     ContractError,
     DataError,
     SnapshotCorruptError,
@@ -23,7 +27,16 @@ from seawall.data.errors import (
 )
 
 if TYPE_CHECKING:
+    from seawall.data.backup import (
+        RestoreResult,
+        VerifyReport,
+        create_backup,
+        restore_backup,
+        verify_backup,
+    )
+    from seawall.data.backup_manifest import BackupManifest
     from seawall.data.contract import Contract, load_contract, parse_contract
+    from seawall.data.dump import PgTools
     from seawall.data.ingest import IngestOptions, Ingestor, IngestResult, SourceRetried
     from seawall.data.quarantine import Quarantine
     from seawall.data.records import FailureRecord, IngestionRecord, SnapshotRecord
@@ -39,6 +52,9 @@ if TYPE_CHECKING:
     from seawall.data.validation import Validator, Verdict
 
 __all__ = [
+    "BackupCorruptError",
+    "BackupError",
+    "BackupManifest",
     "Contract",
     "ContractError",
     "CsvSource",
@@ -50,7 +66,9 @@ __all__ = [
     "IngestionRecord",
     "Ingestor",
     "ParquetSource",
+    "PgTools",
     "Quarantine",
+    "RestoreResult",
     "SnapshotCorruptError",
     "SnapshotRecord",
     "SnapshotStore",
@@ -61,12 +79,23 @@ __all__ = [
     "SqlSource",
     "Validator",
     "Verdict",
+    "VerifyReport",
+    "create_backup",
     "load_contract",
     "parse_contract",
+    "restore_backup",
     "source_for",
+    "verify_backup",
 ]
 
 _LAZY = {
+    "RestoreResult": "backup",
+    "VerifyReport": "backup",
+    "create_backup": "backup",
+    "restore_backup": "backup",
+    "verify_backup": "backup",
+    "BackupManifest": "backup_manifest",
+    "PgTools": "dump",
     "Contract": "contract",
     "load_contract": "contract",
     "parse_contract": "contract",

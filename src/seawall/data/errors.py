@@ -11,7 +11,9 @@ SeawallError
 └── DataError                     the data guard failed an operation
     ├── SourceUnavailableError    the source could not be reached (connection refused, timeout):
     │                             retried with backoff, raised when the attempts run out
-    └── SnapshotCorruptError      a stored snapshot or quarantine no longer matches its digest
+    ├── SnapshotCorruptError      a stored snapshot or quarantine no longer matches its digest
+    └── BackupError               a backup or restore failed (pg_dump failed, a file unwritable)
+        └── BackupCorruptError    a backup does not verify: `problems` names each bad file
 ```
 
 A batch that breaks its contract is not an error: `Ingestor.ingest` records it and returns it
@@ -23,6 +25,8 @@ from __future__ import annotations
 from seawall.errors import ConfigError, InvalidInputError, SeawallError
 
 __all__ = [
+    "BackupCorruptError",
+    "BackupError",
     "ContractError",
     "DataError",
     "SnapshotCorruptError",
@@ -62,3 +66,19 @@ class SnapshotCorruptError(DataError):
     """A stored snapshot (or quarantined batch) does not hash to its recorded digest."""
 
     code = "snapshot_corrupt"
+
+
+class BackupError(DataError):
+    """A backup or a restore failed."""
+
+    code = "backup_error"
+
+
+class BackupCorruptError(BackupError):
+    """A backup does not verify; `problems` holds each one, `file: reason`."""
+
+    code = "backup_corrupt"
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems

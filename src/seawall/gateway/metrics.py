@@ -81,6 +81,7 @@ class GatewayMetrics:
             _ReadinessCollector(assembly.repository),
             _PolicyStateCollector(assembly),
             _CacheCollector(assembly),
+            _DriftCollector(assembly),
         )
         for collector in collectors:
             self.registry.register(collector)
@@ -278,3 +279,48 @@ class _CacheCollector(Collector):
         yield requests
         yield entries
         yield size
+
+
+class _DriftCollector(Collector):
+    """Each monitored model version's latest drift report, read when scraped."""
+
+    def __init__(self, assembly: Assembly) -> None:
+        self._assembly = assembly
+
+    def collect(self) -> Iterator[Metric]:
+        drift = GaugeMetricFamily(
+            "seawall_feature_drift",
+            "Latest window's drift statistic per feature (and prediction) of a model version:"
+            " psi, js (distance), ks (statistic), chi2, null_rate, new_category.",
+            labels=["model", "version", "feature", "stat"],
+        )
+        p_value = GaugeMetricFamily(
+            "seawall_feature_drift_p_value",
+            "p-value of the latest window's drift test per feature, where the statistic has one.",
+            labels=["model", "version", "feature", "stat"],
+        )
+        drifting = GaugeMetricFamily(
+            "seawall_model_drifting",
+            "1 if the latest window's report of a model version says drifting, else 0.",
+            labels=["model", "version"],
+        )
+        rows = GaugeMetricFamily(
+            "seawall_drift_sample_rows",
+            "Rows the latest drift report of a model version was computed over.",
+            labels=["model", "version"],
+        )
+        for label, monitor in self._assembly.monitors.items():
+            model = label.rsplit(":", 1)[0]
+            for version, report in monitor.latest().items():
+                drifting.add_metric([model, version], float(report.drifting))
+                rows.add_metric([model, version], report.rows)
+                for result in report.results:
+                    labels = [model, version, result.feature, str(result.stat)]
+                    if result.value is not None:
+                        drift.add_metric(labels, result.value)
+                    if result.p_value is not None:
+                        p_value.add_metric(labels, result.p_value)
+        yield drift
+        yield p_value
+        yield drifting
+        yield rows

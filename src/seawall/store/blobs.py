@@ -95,6 +95,10 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self._files.exists(_name(digest))
 
+    def digests(self) -> list[str]:
+        """Every blob's digest, sorted (files in `tmp/` and stray names are not blobs)."""
+        return sorted(self._files.digests())
+
     def size(self, digest: str) -> int:
         """The blob's size in bytes."""
         return self._files.size(_name(digest))
@@ -153,6 +157,10 @@ def _name(digest: str) -> str:
     return f"sha256/{digest[:2]}/{digest}"
 
 
+def _is_blob_name(directory: str, name: str) -> bool:
+    return is_digest(name) and directory == name[:2]
+
+
 @contextlib.contextmanager
 def _reader(source: BlobSource) -> Iterator[BinaryIO]:
     if isinstance(source, bytes | bytearray | memoryview):
@@ -177,6 +185,7 @@ class _Files(Protocol):
 
     def put(self, stream: BinaryIO) -> str: ...
     def exists(self, name: str) -> bool: ...
+    def digests(self) -> Iterator[str]: ...
     def size(self, name: str) -> int: ...
     def location(self, name: str) -> str: ...
     def open(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
@@ -221,6 +230,11 @@ class _LocalFiles:
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
+
+    def digests(self) -> Iterator[str]:
+        for path in (self._root / "sha256").glob("*/*"):
+            if _is_blob_name(path.parent.name, path.name) and path.is_file():
+                yield path.name
 
     def size(self, name: str) -> int:
         try:
@@ -281,6 +295,15 @@ class _FsspecFiles:
 
     def exists(self, name: str) -> bool:
         return bool(self._fs.exists(self._key(name)))
+
+    def digests(self) -> Iterator[str]:
+        base = self._key("sha256")
+        if not self._fs.exists(base):
+            return
+        for key in self._fs.find(base):
+            _, directory, digest = str(key).rsplit("/", 2)
+            if _is_blob_name(directory, digest):
+                yield digest
 
     def size(self, name: str) -> int:
         try:
