@@ -32,6 +32,7 @@ from seawall.types import InferenceRequest, InferenceResponse, LlmRequest, LlmRe
 if TYPE_CHECKING:
     from seawall.assemble.reference import TrainingReference
     from seawall.monitor.service import DriftMonitor
+    from seawall.policies.routing import RouterPolicy
 
 __all__ = ["Assembly", "InferencePolicy", "core_policies", "front_policies"]
 
@@ -66,6 +67,8 @@ class Assembly:
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: Training references (profiles by version) of the models that check inputs against one.
     references: dict[str, TrainingReference] = field(default_factory=dict)
+    #: Traffic routers of the models with `traffic:`, by model name.
+    routers: dict[str, RouterPolicy] = field(default_factory=dict)
     #: Drift monitors of the models with `drift`, by "model:version".
     monitors: dict[str, DriftMonitor] = field(default_factory=dict)
     #: Run after the models loaded, in order (reading training profiles for loaded models).

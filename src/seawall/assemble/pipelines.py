@@ -25,6 +25,7 @@ from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, fro
 from seawall.assemble.reference import profile_check, training_reference
 from seawall.assemble.registry import registry_backend
 from seawall.assemble.signing import artifact_check, artifact_verifier
+from seawall.assemble.traffic import assemble_traffic
 from seawall.backends import (
     Backend,
     CallableBackend,
@@ -112,14 +113,21 @@ def assemble(
         if isinstance(model.backend, SwappableBackend):
             model.backend.on_swap = assembly.repository.swapped_hook(served)
     inner = {(m.settings.name, m.settings.version): m.inner for m in models}
+    routed: dict[tuple[str, str], InferenceHandler] = {}
     for i, model in enumerate(models):
         front = front_policies(model.label, model.policies, config, shared, clock, on_event)
         fallback = _fallback(i, model, config, assembly.repository, inner, clock, on_event)
         served = assembly.repository.get(model.settings.name, model.settings.version)
         where = f"models[{i}].policies.cache"
         cache = model_cache(where, model.policies.cache, served, config, assembly, clock, on_event)
-        policies = [*front, *model.checks, *cache, *fallback, *model.core]
-        served.handler = Pipeline(policies, model.backend.infer, name=model.label)
+        behind = [*model.checks, *cache, *fallback, *model.core]
+        served.handler = Pipeline([*front, *behind], model.backend.infer, name=model.label)
+        if model.settings.name in config.traffic:  # the router ran the front policies already
+            label = f"{model.label} (routed)"
+            routed[(model.settings.name, model.settings.version)] = Pipeline(
+                behind, model.backend.infer, name=label
+            )
+    assemble_traffic(config, assembly, routed=routed, inner=inner, clock=clock, on_event=on_event)
     assemble_llm(config, assembly, clock=clock, on_event=on_event)
     return assembly
 

@@ -71,6 +71,7 @@ class ModelRepository:
         self._clock = clock or SystemClock()
         self._models: dict[str, dict[str, ServedModel]] = {}
         self._defaults: dict[str, str] = {}
+        self._routes: dict[str, tuple[InferenceHandler, Callable[[], str]]] = {}
 
     @property
     def clock(self) -> Clock:
@@ -86,13 +87,27 @@ class ModelRepository:
         if default or model.name not in self._defaults:
             self._defaults[model.name] = model.version
 
+    def route(self, name: str, handler: InferenceHandler, stable: Callable[[], str]) -> None:
+        """Send `name`'s unversioned calls to `handler` (a traffic router); `stable()` names
+        the version that stands for the model in them (readiness, metadata, metrics)."""
+        if name not in self._models:
+            raise ConfigError(f"traffic: no model {name!r} to route")
+        self._routes[name] = (handler, stable)
+
+    def routed(self, name: str) -> InferenceHandler | None:
+        """The router of `name`'s unversioned calls (None: its default version serves them)."""
+        route = self._routes.get(name)
+        return None if route is None else route[0]
+
     def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The model version asked for (the default version when `version` is empty)."""
+        """The model version asked for (the default version, or a routed model's stable
+        version, when `version` is empty)."""
         versions = self._models.get(name)
         if versions is None:
             raise NotFoundError(f"model {name!r} not found")
         if not version:
-            return versions[self._defaults[name]]
+            route = self._routes.get(name)
+            return versions[route[1]() if route is not None else self._defaults[name]]
         model = versions.get(version)
         if model is None:
             known = ", ".join(sorted(versions))
@@ -103,7 +118,8 @@ class ModelRepository:
         return tuple(self._models.get(name, {}))
 
     def default_version(self, name: str) -> str:
-        return self._defaults[name]
+        route = self._routes.get(name)
+        return route[1]() if route is not None else self._defaults[name]
 
     def __iter__(self) -> Iterator[ServedModel]:
         for versions in self._models.values():

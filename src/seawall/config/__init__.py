@@ -26,6 +26,7 @@ from seawall.config.models import (
 from seawall.config.registry import RegistrySettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
+from seawall.config.traffic import ShadowSettings, TrafficSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -46,8 +47,10 @@ __all__ = [
     "SecuritySettings",
     "ServerSettings",
     "Settings",
+    "ShadowSettings",
     "SklearnBackendSettings",
     "TensorSpecSettings",
+    "TrafficSettings",
     "TrainingSettings",
     "ValidationSettings",
     "load_config",

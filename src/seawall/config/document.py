@@ -19,6 +19,7 @@ from seawall.config.policies import (
 from seawall.config.registry import RegistrySettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
+from seawall.config.traffic import TrafficSettings
 
 __all__ = ["SeawallConfig"]
 
@@ -38,6 +39,9 @@ class SeawallConfig(Settings):
     """Policies every model gets unless its own `policies` section says otherwise."""
     models: list[ModelSettings] = []
     """Models served by the gateway."""
+    traffic: dict[str, TrafficSettings] = {}
+    """Per model name: how its unversioned calls are split among stable, canary and shadow
+    versions (absent: the default version serves them)."""
     llm: LlmSettings | None = None
     """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
     security: SecuritySettings = SecuritySettings()
@@ -95,6 +99,17 @@ class SeawallConfig(Settings):
                     raise ValueError(f"{where}: {wanted} is not a configured model")
                 if (target, version or default_version[target]) == (model.name, model.version):
                     raise ValueError(f"{where}: model {model.name!r} falls back to itself")
+        for name, traffic in self.traffic.items():
+            roles = {"stable": traffic.stable, "canary": traffic.canary}
+            if traffic.shadow is not None:
+                roles["shadow.version"] = traffic.shadow.version
+            for role, version in roles.items():
+                if version is not None and (name, version) not in served:
+                    known = sorted(v for n, v in served if n == name)
+                    raise ValueError(
+                        f"traffic.{name}.{role}: {name!r} version {version!r} is not a "
+                        f"configured model (versions: {', '.join(known) or 'none'})"
+                    )
         key_names = {k.name for k in self.auth.keys} if self.auth else set()
         unknown = sorted(set(self.ratelimit.keys) - key_names)
         if unknown:

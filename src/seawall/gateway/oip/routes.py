@@ -159,8 +159,10 @@ class OipRoutes:
             model.check_ready()
             body = await read_body(receive, headers, self._limit)
             request = decode_infer_request(body, _json_length(headers), model.name, model.version)
-            response = await model.handler(request, ctx)
-            ctx.response_headers.setdefault(SERVED_BY_HEADER, f"{model.name}:{model.version}")
+            router = None if version else self._repository.routed(name)
+            response = await (router or model.handler)(request, ctx)
+            served = ctx.annotations.get("version", model.version)  # a router's choice
+            ctx.response_headers.setdefault(SERVED_BY_HEADER, f"{model.name}:{served}")
             payload, content_type, json_length = encode_infer_response(response, request)
             if json_length is not None:
                 extra.append((b"inference-header-content-length", str(json_length).encode()))
@@ -189,6 +191,7 @@ class OipRoutes:
         if ctx.response_headers:
             extra.extend((k.encode(), v.encode()) for k, v in ctx.response_headers.items())
         await send_response(send, status, payload, content_type=content_type, headers=extra)
+        version_label = str(ctx.annotations.get("version", version_label))  # a router's choice
         self._metrics.observe(model_label, version_label, status, time.perf_counter() - started)
 
     def _server_metadata(self) -> bytes:
