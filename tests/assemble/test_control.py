@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from seawall.assemble.control import ControlPlane
+from seawall.assemble.control import ControlPlane, RolloutsUnavailableError
 from seawall.clock import FakeClock
 from seawall.errors import ConfigError
 from seawall.store import Database, StoreUnavailableError
@@ -73,3 +74,26 @@ async def test_a_failed_open_is_retried_by_the_next_call(tmp_path: Path) -> None
         assert opener.calls == 2
     finally:
         await control.aclose()
+
+
+async def test_rollouts_come_from_the_provider_given_and_none_is_an_error(
+    tmp_path: Path,
+) -> None:
+    control = ControlPlane(Opener(f"sqlite:///{tmp_path / 'c.db'}"), clock=FakeClock())
+    with pytest.raises(RolloutsUnavailableError, match="runs no rollout controller"):
+        await control.rollouts()
+    service = object()
+    calls = []
+
+    async def provide() -> Any:
+        calls.append(1)
+        return service
+
+    control.provide_rollouts(provide)
+    assert await control.rollouts() is service
+    assert await control.rollouts() is service
+    assert calls == [1, 1]  # asked each time: the provider decides what is current
+    control.provide_rollouts(None)
+    with pytest.raises(RolloutsUnavailableError):
+        await control.rollouts()
+    assert not (tmp_path / "c.db").exists()  # the database is not opened for it

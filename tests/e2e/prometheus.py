@@ -57,10 +57,20 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, targets: list[str], directory: Path, *, interval_s: float = 1.0) -> Prometheus:
-        """Scrape `targets` (`host:port`) every `interval_s`; wait until it is ready."""
+    def start(
+        cls,
+        targets: list[str],
+        directory: Path,
+        *,
+        interval_s: float = 1.0,
+        port: int | None = None,
+    ) -> Prometheus:
+        """Scrape `targets` (`host:port`) every `interval_s`; wait until it is ready.
+
+        `port`: where it listens (chosen beforehand when a gateway's config must name it);
+        None: a free one."""
         binary = require_prometheus()
-        port = _free_port()
+        port = port or _free_port()
         config = directory / "prometheus.yml"
         config.write_text(
             json.dumps(

@@ -52,10 +52,18 @@ include-path-regex = "^/admin/models/[{]model[}]/(versions/[{]version[}]|aliases
 checks = {negative_data_rejection = {enabled = false}}
 """
 MODEL_BYTES = b"a model to fuzz around"
+#: A rollout of echo's canary that waits an hour after its first step (no approval to ask for).
+ROLLOUT = {
+    "model": "echo",
+    "stable_version": "1",
+    "canary_version": "2",
+    "steps": [{"set_weight": 10}, {"pause": {"duration_s": 3600}}, {"set_weight": 50}],
+}
 
 
 def registered(url: str) -> None:
-    """Model `echo`, its version 1 (registered by the deployer), and the alias `candidate`."""
+    """Model `echo`, its version 1 (registered by the deployer), the alias `candidate`, and a
+    rollout of echo's version 2 for the rollout commands to steer."""
     digest = hashlib.sha256(MODEL_BYTES).hexdigest()
     deployer = {"authorization": f"Bearer {DEPLOYER_KEY}"}
     artifact = {"kind": "file", "files": {"model.pkl": digest}}
@@ -65,6 +73,7 @@ def registered(url: str) -> None:
             ("POST", "/admin/models", {"name": "echo"}),
             ("POST", "/admin/models/echo/versions", {"framework": "mock", "artifact": artifact}),
             ("PUT", "/admin/models/echo/aliases/candidate", {"version": 1}),
+            ("POST", "/admin/rollouts", ROLLOUT),
         ):
             content = body if isinstance(body, bytes) else None
             json = None if isinstance(body, bytes) else body
@@ -84,7 +93,10 @@ def test_the_admin_api_answers_every_request_as_its_schema_says(
         f"         {{name: fuzz-deployer, key: {DEPLOYER_KEY}, roles: [deployer]}}]\n"
         "  database_keys: true\n"
         "models:\n"
-        "  - {name: echo, backend: {kind: mock}, policies: {circuit_breaker: {}}}\n",
+        '  - {name: echo, version: "1", backend: {kind: mock}, policies: {circuit_breaker: {}}}\n'
+        '  - {name: echo, version: "2", backend: {kind: mock}, policies: {circuit_breaker: {}}}\n'
+        # Routed: the gateway runs a rollout controller for echo's versions.
+        'traffic: {echo: {stable: "1", canary: "2"}}\n',
         encoding="utf-8",
     )
     gateway = launch(config)
@@ -108,5 +120,5 @@ def test_the_admin_api_answers_every_request_as_its_schema_says(
         command, capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    assert "Tested: 27" in run.stdout  # every admin route was fuzzed
+    assert "Tested: 36" in run.stdout  # every admin route was fuzzed
     assert "Traceback" not in gateway.log()

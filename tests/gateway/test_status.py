@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seawall import errors
+from seawall.assemble.control import RolloutsUnavailableError
 from seawall.errors import (
     BackendError,
     BackendTimeoutError,
@@ -96,3 +97,8 @@ def test_an_unavailable_store_is_503_with_retry_after() -> None:
     error = StoreUnavailableError("database sqlite:///x.db: locked")
     assert error_status(error) == 503
     assert retry_after_header(error) == "1"
+
+
+def test_a_gateway_without_a_rollout_controller_is_503_without_retry_after() -> None:
+    error = RolloutsUnavailableError("this gateway runs no rollout controller")
+    assert (error_status(error), retry_after_header(error)) == (503, None)

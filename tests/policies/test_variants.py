@@ -333,3 +333,12 @@ def test_latency_samples_quantiles() -> None:
     samples.expire(2)  # taken before second 2: the first two go
     assert len(samples) == 1
     assert samples.quantiles((0.5,)) == (2.0,)
+
+
+def test_a_short_window_covers_at_least_its_length_whatever_the_fraction_of_the_second() -> None:
+    stats = VariantStats(window_s=60)
+    for i in range(100):  # 100 calls spread over 99.00 .. 100.01
+        stats.record(99.0 + i * 0.0101, 0.001)
+    assert stats.snapshot(100.02, 1.0).requests == 100  # not just the one call in second 100
+    assert stats.snapshot(100.02, 2.0).requests == 100
+    assert stats.snapshot(101.5, 1.0).requests == 0  # at most a second more than asked

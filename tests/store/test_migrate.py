@@ -31,6 +31,8 @@ SCHEMA = {
     "data_ingestions",
     "data_failures",
     "drift_reports",
+    "rollouts",
+    "rollout_decisions",
 }
 
 
@@ -56,14 +58,14 @@ def _tables(db: Database) -> set[str]:
 def test_the_migrations_ship_in_the_package() -> None:
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert head() == "0006"
+    assert head() == "0007"
 
 
 def test_upgrade_creates_the_schema_on_an_empty_database(database: Database) -> None:
     assert database.revision() is None
     assert _tables(database) == set()
     database.upgrade()
-    assert database.revision() == "0006"
+    assert database.revision() == "0007"
     assert _tables(database) == SCHEMA
 
 
@@ -72,7 +74,7 @@ async def test_upgrading_again_changes_nothing_and_keeps_the_data(migrated: Data
     await ledger.add("k", "2026-11", "m", 2.5, 10, 20)
     with _statements(migrated) as statements:
         migrated.upgrade()
-    assert migrated.revision() == "0006"
+    assert migrated.revision() == "0007"
     assert not [s for s in statements if s.lstrip().upper().startswith(("CREATE", "ALTER"))]
     assert await ledger.total_usd("k", "2026-11") == 2.5
 
@@ -96,7 +98,7 @@ def test_concurrent_upgrades_of_an_empty_database_all_succeed(database_url: str)
         for thread in threads:
             thread.join(timeout=30)
         assert errors == []
-        assert {db.revision() for db in databases} == {"0006"}
+        assert {db.revision() for db in databases} == {"0007"}
     finally:
         for db in databases:
             db.close()
@@ -122,7 +124,7 @@ def test_different_databases_upgraded_at_once_in_one_process_do_not_mix(tmp_path
         for thread in threads:
             thread.join(timeout=30)
         assert errors == []
-        assert [db.revision() for db in databases] == ["0006"] * 4
+        assert [db.revision() for db in databases] == ["0007"] * 4
         assert all(_tables(db) == SCHEMA for db in databases)
     finally:
         for db in databases:

@@ -11,19 +11,30 @@ cannot be reached fails the start, not the first call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from seawall.clock import Clock
+from seawall.errors import SeawallError
 
 if TYPE_CHECKING:  # imported on first use: SQLAlchemy only where a database is used
     from seawall.data import SnapshotStore
     from seawall.registry import Registry
+    from seawall.release.service import RolloutService
     from seawall.security.apikeys import ApiKeyStore
     from seawall.store import AuditLog, Database
 
-__all__ = ["ControlPlane"]
+__all__ = ["ControlPlane", "RolloutsProvider", "RolloutsUnavailableError"]
+
+#: Gives the gateway's rollout service (`ControlPlane.provide_rollouts`).
+RolloutsProvider = Callable[[], Awaitable["RolloutService"]]
+
+
+class RolloutsUnavailableError(SeawallError):
+    """The gateway runs no rollout service (the admin API answers 503)."""
+
+    code = "rollouts_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,7 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self._database: Database | None = None
         self._opened: _Opened | None = None
+        self._rollouts: RolloutsProvider | None = None
 
     async def database(self) -> Database:
         """The database, migrated to the newest revision."""
@@ -85,6 +97,16 @@ class ControlPlane:
         registry = await self.registry()
         blobs = registry.blobs or BlobStore("./seawall-artifacts")
         return SnapshotStore(await self.database(), blobs)
+
+    def provide_rollouts(self, provider: RolloutsProvider | None) -> None:
+        """Where `rollouts()` gets the rollout service from (None: the gateway runs none)."""
+        self._rollouts = provider
+
+    async def rollouts(self) -> RolloutService:
+        """The rollout service; `RolloutsUnavailableError` if the gateway runs none."""
+        if self._rollouts is None:
+            raise RolloutsUnavailableError("this gateway runs no rollout controller")
+        return await self._rollouts()
 
     async def start(self) -> None:
         """Open and migrate the database now rather than on first use."""

@@ -302,7 +302,8 @@ class SharedParts:
         snapshots = any(
             m.training is not None and m.training.snapshot is not None for m in config.models
         )
-        if config.database_url is not None or database_keys or registry_models or snapshots:
+        needed = registry_models or snapshots or bool(config.traffic)  # traffic: rollouts
+        if config.database_url is not None or database_keys or needed:
             control = parts.control = control_plane(config, clock)
             parts.closers.append(control.aclose)
             if database_keys:

@@ -24,6 +24,7 @@ from seawall.assemble.llm import assemble_llm
 from seawall.assemble.parts import Assembly, InferencePolicy, core_policies, front_policies
 from seawall.assemble.reference import profile_check, training_reference
 from seawall.assemble.registry import registry_backend
+from seawall.assemble.release import assemble_release
 from seawall.assemble.signing import artifact_check, artifact_verifier
 from seawall.assemble.traffic import assemble_traffic
 from seawall.backends import (
@@ -128,6 +129,7 @@ def assemble(
                 behind, model.backend.infer, name=label
             )
     assemble_traffic(config, assembly, routed=routed, inner=inner, clock=clock, on_event=on_event)
+    assemble_release(config, assembly, clock)
     assemble_llm(config, assembly, clock=clock, on_event=on_event)
     return assembly
 

@@ -1,4 +1,5 @@
-"""`seawall`: serve, demo, config, db, audit, keys, models, data, backup, monitor, version."""
+"""`seawall`: serve, demo, config, db, audit, keys, models, data, backup, monitor, rollout,
+version."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from seawall.cli.demo import demo
 from seawall.cli.keyscmd import keys_app
 from seawall.cli.modelscmd import models_app
 from seawall.cli.monitorcmd import monitor_app
+from seawall.cli.rolloutcmd import rollout_app
 from seawall.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -38,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(backup_app, name="backup")
+app.add_typer(rollout_app, name="rollout")
 app.command()(demo)
 
 

@@ -24,6 +24,7 @@ from seawall.config.models import (
     ValidationSettings,
 )
 from seawall.config.registry import RegistrySettings
+from seawall.config.rollouts import ReleaseSettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 from seawall.config.traffic import ShadowSettings, TrafficSettings
@@ -43,6 +44,7 @@ __all__ = [
     "ProfileCheckSettings",
     "RegistryBackendSettings",
     "RegistrySettings",
+    "ReleaseSettings",
     "SeawallConfig",
     "SecuritySettings",
     "ServerSettings",

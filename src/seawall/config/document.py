@@ -17,6 +17,7 @@ from seawall.config.policies import (
     RateLimitsSettings,
 )
 from seawall.config.registry import RegistrySettings
+from seawall.config.rollouts import ReleaseSettings
 from seawall.config.security import SecuritySettings
 from seawall.config.server import ServerSettings
 from seawall.config.traffic import TrafficSettings
@@ -42,6 +43,8 @@ class SeawallConfig(Settings):
     traffic: dict[str, TrafficSettings] = {}
     """Per model name: how its unversioned calls are split among stable, canary and shadow
     versions (absent: the default version serves them)."""
+    release: ReleaseSettings = ReleaseSettings()
+    """Rollouts of the routed models: guardrail metrics, plans started with the gateway."""
     llm: LlmSettings | None = None
     """LLM model groups on the OpenAI-compatible API (absent: no `/v1` models)."""
     security: SecuritySettings = SecuritySettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from seawall.assemble.control import RolloutsUnavailableError
 from seawall.errors import (
     BackendError,
     BackendTimeoutError,
@@ -47,6 +48,7 @@ _STATUS: dict[type[SeawallError], int] = {
     BackendError: 502,
     ConfigError: 500,
     StoreUnavailableError: 503,
+    RolloutsUnavailableError: 503,
     StoreError: 500,
     SeawallError: 500,
 }

@@ -273,7 +273,10 @@ class VariantStats:
         if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
             raise ValueError(f"window_s: must be a number of seconds > 0, got {window_s}")
         span = self.window_s if window_s is None else min(self.window_s, math.ceil(window_s))
-        since = math.floor(now) - span + 1
+        # Whole-second buckets: take the bucket `span` seconds back too, so a window covers at
+        # least `window_s` (up to a second more). Starting at the next bucket would cover as
+        # little as `span - 1` seconds: a 1 s analysis window early in a second saw one call.
+        since = math.floor(now - span) if window_s is not None else math.floor(now) - span + 1
         with self._lock:
             self._latencies.expire(math.floor(now) - self.window_s + 1)
             kept = [b for b in self._buckets if b[0] >= since]

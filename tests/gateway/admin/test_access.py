@@ -11,6 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from seawall.clock import FakeClock
+from seawall.config.release import parse_plan
 from seawall.errors import ForbiddenError
 from seawall.gateway import Gateway
 from seawall.gateway.admin import (
@@ -27,6 +28,8 @@ from seawall.security import apikeys
 
 if TYPE_CHECKING:  # conftest is not importable at run time (--import-mode=importlib)
     from tests.gateway.admin.conftest import Serve
+
+    from seawall.release.service import RolloutService
 
 READERS = {"admin", "viewer", "deployer", "approver", "data-steward"}
 #: A blob in the artifact store, and the model the registry routes act on.
@@ -62,7 +65,18 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/admin/models/{model}/history"): READERS,
     ("GET", "/admin/models/{model}/versions/{version}/lineage"): READERS,
     ("GET", "/admin/models/{model}/deployments"): READERS,
+    ("POST", "/admin/rollouts"): {"admin", "deployer"},
+    ("GET", "/admin/rollouts"): READERS,
+    ("GET", "/admin/rollouts/{model}"): READERS,
+    ("GET", "/admin/rollouts/{model}/history"): READERS,
+    ("POST", "/admin/rollouts/{model}/pause"): {"admin", "deployer"},
+    ("POST", "/admin/rollouts/{model}/resume"): {"admin", "deployer"},
+    ("POST", "/admin/rollouts/{model}/abort"): {"admin", "deployer"},
+    ("POST", "/admin/rollouts/{model}/promote"): {"admin", "deployer"},
+    ("POST", "/admin/rollouts/{model}/metrics"): {"admin", "deployer"},
 }
+#: The rollout commands: each principal acts on a rollout of its own (`rollout_state`).
+COMMANDS = ("pause", "resume", "abort", "promote")
 ALL_ROLES = ("admin", "deployer", "approver", "data-steward", "consumer", "viewer")
 PRINCIPALS = (*ALL_ROLES, "no key", "unknown key")
 
@@ -132,7 +146,87 @@ def call_for(route: tuple[str, str], who: str) -> tuple[str, Any]:
             None,
         ),
         ("GET", "/admin/models/{model}/deployments"): ("/admin/models/m/deployments", None),
+        ("POST", "/admin/rollouts"): ("/admin/rollouts", rollout_plan(f"start-{slug}")),
+        ("GET", "/admin/rollouts"): ("/admin/rollouts", None),
+        ("GET", "/admin/rollouts/{model}"): ("/admin/rollouts/r", None),
+        ("GET", "/admin/rollouts/{model}/history"): ("/admin/rollouts/r/history", None),
+        **{
+            ("POST", f"/admin/rollouts/{{model}}/{c}"): (
+                f"/admin/rollouts/{c}-{slug}/{c}",
+                {"reason": who},
+            )
+            for c in COMMANDS
+        },
+        ("POST", "/admin/rollouts/{model}/metrics"): (
+            "/admin/rollouts/r/metrics",
+            {"name": "conversion", "version": "2", "value": 0.5},
+        ),
     }[route]
+
+
+def rollout_plan(model: str) -> dict[str, Any]:
+    """A plan moving `model`'s traffic to version 2 in one step."""
+    return {
+        "model": model,
+        "stable_version": "1",
+        "canary_version": "2",
+        "steps": [{"set_weight": 50}],
+    }
+
+
+class Traffic:
+    """A traffic target that goes along with everything."""
+
+    async def set_canary_weight(self, percent: float) -> None:
+        pass
+
+    async def promote(self) -> None:
+        pass
+
+    async def rollback(self) -> None:
+        pass
+
+
+class NoApprovals:
+    async def approved(self, model: str, version: str) -> bool:
+        return False
+
+
+async def rollout_state(gateway: Gateway, clock: FakeClock) -> RolloutService:
+    """A rollout service on the gateway's database that runs no controller here (not the
+    leader), a rollout `r`, and per principal a rollout to command (paused for resume)."""
+    from seawall.release import StaticSource
+    from seawall.release.service import RolloutService
+
+    assert gateway.assembly.shared is not None
+    control = gateway.assembly.shared.control
+    assert control is not None
+
+    async def not_leader() -> bool:
+        return False
+
+    service = RolloutService(
+        await control.database(),
+        await control.audit(),
+        clock=clock,
+        traffic=lambda plan: Traffic(),
+        metrics=lambda plan: StaticSource(),
+        approvals=NoApprovals(),
+        leader=not_leader,
+    )
+
+    async def provide() -> RolloutService:
+        return service
+
+    control.provide_rollouts(provide)
+    await service.start(parse_plan(rollout_plan("r")), actor="setup")
+    for command in COMMANDS:
+        for who in PRINCIPALS:
+            model = f"{command}-{who.replace(' ', '-')}"
+            await service.start(parse_plan(rollout_plan(model)), actor="setup")
+            if command == "resume":
+                await service.pause(model, actor="setup", reason="to be resumed")
+    return service
 
 
 async def registry_state(gateway: Gateway) -> None:
@@ -169,11 +263,12 @@ async def database_keys(gateway: Gateway) -> dict[str, str | None]:
 
 
 async def test_every_route_checks_every_role_on_database_keys(
-    serve: Serve, database_url: str
+    database_url: str, serve: Serve, clock: FakeClock
 ) -> None:
     gateway, http = await serve(CONFIG.format(url=database_url))
     secrets = await database_keys(gateway)
     await registry_state(gateway)
+    rollouts = await rollout_state(gateway, clock)
     wrong: list[str] = []
     for route, allowed in ALLOWED.items():
         for who in PRINCIPALS:
@@ -194,6 +289,7 @@ async def test_every_route_checks_every_role_on_database_keys(
                 ok = got == 403 and all(repr(r) in message for r in route_roles_of(route))
             if not ok:
                 wrong.append(f"{route[0]} {route[1]} as {who}: {got} {response.text}")
+    await rollouts.aclose()
     assert wrong == []
 
 
@@ -263,7 +359,7 @@ async def test_every_route_on_a_model_checks_the_keys_model_scope(
     _, secret = await store.create("elsewhere", ["admin"], ["other-*"], actor="test")
     headers = {"x-api-key": secret}
     on_a_model = [route for route in ALLOWED if "{model}" in route[1]]
-    assert len(on_a_model) == 16
+    assert len(on_a_model) == 23
     wrong = []
     for route in on_a_model:
         url, body = call_for(route, "admin")

@@ -21,10 +21,17 @@ checked, and the app refuses to build with a route that does not say):
 |                                               |                  | database    |
 | PATCH /admin/models/{model}                   | admin            | model scope,|
 |                                               |                  | database    |
+| GET /admin/rollouts, /admin/rollouts/{model}, | viewer, deployer,| model scope,|
+| .../history                                   | approver,        | rollouts    |
+|                                               | data-steward     |             |
+| POST /admin/rollouts (a plan calling Python   | deployer         | model scope,|
+| functions: admin), .../{model}/pause, resume, |                  | rollouts    |
+| abort, promote, metrics                       |                  |             |
 
 The audit log is admin only: it names every model, key and actor. The model listing shows only
 the models a key may act on. Routes that need the
-database answer 503 when none is configured (`database_url` or `auth.database_keys`).
+database answer 503 when none is configured (`database_url` or `auth.database_keys`); the
+rollout routes also when the gateway runs no rollout controller.
 Errors have the same `{"error": "<field>: <reason>"}` shape as the inference routes.
 """
 

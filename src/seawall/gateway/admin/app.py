@@ -14,13 +14,14 @@ from seawall.gateway.admin.circuits import circuit_routes
 from seawall.gateway.admin.errors import error_handlers
 from seawall.gateway.admin.keys import key_routes
 from seawall.gateway.admin.registry import registry_routes
+from seawall.gateway.admin.rollouts import rollout_routes
 
 __all__ = ["admin_app"]
 
 
 def admin_app(assembly: Assembly) -> FastAPI:
-    """The admin API over `assembly`: its breakers, and its database's keys, audit log and
-    model registry."""
+    """The admin API over `assembly`: its breakers, and its database's keys, audit log, model
+    registry and rollouts."""
     app = FastAPI(
         title="seawall admin API",
         version=__version__,
@@ -33,6 +34,7 @@ def admin_app(assembly: Assembly) -> FastAPI:
     audit_routes(app)
     registry_routes(app)
     artifact_routes(app)
+    rollout_routes(app)
     _check_every_route_has_roles(app)
     shared = assembly.shared
     lookup = shared.key_lookup if shared is not None else None

@@ -33,15 +33,17 @@ class ErrorBody(BaseModel):
 
 
 _WHY = {
-    400: "The registry refuses a field: `<field>: <reason>`.",
+    400: "A field is refused (by the registry, or a rollout plan's): `<field>: <reason>`.",
     401: "No API key, or an unknown or expired one.",
     403: "The key lacks the role or the model scope, or the admin API is disabled; or (four "
     "eyes) the key registered the version it would approve.",
     404: "Nothing of that name.",
-    409: "Clashes with the current state (a name in use; a stage, approval or alias rule).",
+    409: "Clashes with the current state (a name in use; a stage, approval or alias rule; a "
+    "rollout's status).",
     413: "The body is larger than the route takes.",
     422: "A field is invalid: `<field>: <reason>`.",
-    503: "The database is not configured, or cannot be reached (then with `Retry-After`).",
+    503: "The database is not configured, or cannot be reached (then with `Retry-After`); or "
+    "the gateway runs no rollout controller.",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
