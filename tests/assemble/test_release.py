@@ -17,7 +17,7 @@ from seawall.assemble import assemble
 from seawall.clock import FakeClock
 from seawall.config import SeawallConfig, parse_config
 from seawall.config.release import parse_plan
-from seawall.errors import InvalidInputError
+from seawall.errors import InvalidInputError, NotFoundError
 from seawall.gateway import Gateway
 from seawall.release.service import RolloutService
 from seawall.store import AuditLog, Database
@@ -183,3 +183,71 @@ async def test_a_restarted_gateway_resumes_the_rollout_at_its_step(
         await advance(clock, client, 60)
         await settle(lambda: split.stable == "2")
         assert (await service.get("m")).status == "promoted"
+
+
+async def test_prediction_shift_is_the_shadows_disagreement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEAWALL_DATABASE_URL", f"sqlite:///{tmp_path / 'seawall.db'}")
+    from seawall.assemble.release import ShadowShift
+    from seawall.release.errors import MetricUnavailableError
+    from seawall.release.plan import MetricKind, MetricRef
+
+    cfg = parse_config(
+        """
+models:
+  - {name: m, version: "1", backend: {kind: mock}}
+  - {name: m, version: "2", backend: {kind: mock}}
+traffic:
+  m: {stable: "1", shadow: {version: "2", sample_rate: 1.0, max_concurrency: 64}}
+"""
+    )
+    gateway = Gateway(assemble(cfg), cfg.server)
+    await gateway.startup()
+    try:
+        router = gateway.assembly.routers["m"]
+        shift = ShadowShift(router)
+        metric = MetricRef(MetricKind.PREDICTION_SHIFT, name="shift")
+        with pytest.raises(MetricUnavailableError, match="no shadow answer compared yet"):
+            await shift.value(metric, "2", 60)
+        with pytest.raises(MetricUnavailableError, match="'1' is not mirrored"):
+            await shift.value(metric, "1", 60)
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for _ in range(10):
+                await client.post("/v2/models/m/infer", json=BODY)
+            assert router.shadow is not None
+            await router.shadow.drain()
+            assert await shift.value(metric, "2", 60) == 0.0  # the mocks echo: all agree
+            text = (await client.get("/metrics")).text
+        assert 'seawall_shadow_calls_total{model="m",result="agreed",version="2"} 10.0' in text
+        assert 'seawall_shadow_agreement_ratio{model="m",version="2"} 1.0' in text
+    finally:
+        await gateway.shutdown()
+
+
+async def test_routing_works_while_the_database_is_down_and_rollouts_wait_for_it() -> None:
+    cfg = parse_config(
+        """
+database_url: postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1
+models:
+  - {name: m, version: "1", backend: {kind: mock}}
+  - {name: m, version: "2", backend: {kind: mock}}
+traffic:
+  m: {stable: "1", canary: "2", canary_weight: 50}
+"""
+    )
+    clock = FakeClock()
+    gateway = Gateway(assemble(cfg, clock=clock), cfg.server)
+    await gateway.startup()  # the database is down: the gateway starts anyway
+    try:
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            assert await traffic(client, 10) == [200] * 10
+        shared = gateway.assembly.shared
+        assert shared is not None
+        assert shared.control is not None
+        with pytest.raises(NotFoundError, match="has not started"):
+            await shared.control.rollouts()
+    finally:
+        await gateway.shutdown()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,13 @@ from seawall.gateway.metrics import GatewayMetrics
 from seawall.policies import PolicyTelemetry
 
 BODY = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}]}
+
+
+@pytest.fixture(autouse=True)
+def _own_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routed models get a rollout service, whose state goes to the default database: keep
+    each test's in its own file, not in the working directory."""
+    monkeypatch.setenv("SEAWALL_DATABASE_URL", f"sqlite:///{tmp_path / 'seawall.db'}")
 
 
 def config(traffic: str, *, canary_error_rate: float = 1.0) -> SeawallConfig:

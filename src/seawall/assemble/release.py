@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     from seawall.release.plan import RolloutPlan
     from seawall.release.service import RolloutService
 
-__all__ = ["ReleaseWiring", "assemble_release"]
+__all__ = ["ReleaseWiring", "ShadowShift", "assemble_release"]
 
 logger = logging.getLogger("seawall.release")
+
+#: Seconds between attempts to open the rollout service when the database is down.
+RETRY_S = 30.0
 
 
 class ReleaseWiring:
@@ -51,9 +54,38 @@ class ReleaseWiring:
         self._lease: Any = None
         self._http: aiohttp.ClientSession | None = None
         self._registry: Any = None
+        self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the service on the control plane's database; resume and start rollouts."""
+        """Start the service; if the database cannot be reached, keep serving and try again.
+
+        Routing works without the database: only rollouts wait for it (the admin API's rollout
+        routes answer 404 meanwhile)."""
+        try:
+            await self._open()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("rollouts: could not open the database; trying again every 30 s")
+            self._retry = asyncio.create_task(self._open_later(), name="rollouts: open")
+            return
+        # A bad plan file in `release.plans` fails the start, naming the file and the field.
+        for path in self._config.release.plans:
+            await self._start_plan(path)
+
+    async def _open_later(self) -> None:
+        while self._service is None:
+            await self._clock.sleep(RETRY_S)
+            try:
+                await self._open()
+                for path in self._config.release.plans:
+                    await self._start_plan(path)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("rollouts: could not open the database; trying again in 30 s")
+
+    async def _open(self) -> None:
         from seawall.release.adapters import RegistryApprovals
         from seawall.release.lease import AdvisoryLease
         from seawall.release.service import RolloutService
@@ -71,8 +103,6 @@ class ReleaseWiring:
             leader=self._lease,
         )
         await self._service.recover()
-        for path in self._config.release.plans:
-            await self._start_plan(path)
 
     async def service(self) -> RolloutService:
         """The running service (the admin API's rollout routes)."""
@@ -82,6 +112,10 @@ class ReleaseWiring:
 
     async def stop(self) -> None:
         """Stop the controllers (their state stays in the database) and the shared clients."""
+        retry, self._retry = self._retry, None
+        if retry is not None:
+            retry.cancel()
+            await asyncio.gather(retry, return_exceptions=True)
         service, self._service = self._service, None
         if service is not None:
             await service.aclose()
@@ -162,6 +196,7 @@ class ReleaseWiring:
                 MetricKind.ERROR_RATE: own,
                 MetricKind.LATENCY_P95_S: own,
                 MetricKind.DRIFT_SCORE: DriftSource(self._drift_of(plan.model)),
+                MetricKind.PREDICTION_SHIFT: ShadowShift(router),
             },
             prometheus=self._prometheus(plan),
             callables=self._callables(functions, plan.model),
@@ -207,6 +242,29 @@ class ReleaseWiring:
             return None
 
         return latest
+
+
+class ShadowShift:
+    """`prediction_shift` of a version mirrored as the shadow: the share of its answers that
+    differ from the primary's (1 - agreement). Other versions have no value here: a plan can
+    read prediction shift from Prometheus or a function instead."""
+
+    def __init__(self, router: Any) -> None:
+        self._router = router
+
+    async def value(self, metric: Any, variant_version: str, window_s: float) -> float:
+        from seawall.release.errors import MetricUnavailableError
+
+        shadow = self._router.shadow
+        if shadow is None or shadow.version != variant_version:
+            raise MetricUnavailableError(
+                f"{metric.name}: prediction shift is measured on the shadow version; "
+                f"{variant_version!r} is not mirrored (traffic.<model>.shadow.version)"
+            )
+        agreement = shadow.stats.snapshot().agreement_rate
+        if agreement is None:
+            raise MetricUnavailableError(f"{metric.name}: no shadow answer compared yet")
+        return 1.0 - float(agreement)
 
 
 def assemble_release(config: SeawallConfig, assembly: Assembly, clock: Clock) -> None:

@@ -82,6 +82,7 @@ class GatewayMetrics:
             _PolicyStateCollector(assembly),
             _CacheCollector(assembly),
             _DriftCollector(assembly),
+            _ShadowCollector(assembly),
         )
         for collector in collectors:
             self.registry.register(collector)
@@ -324,3 +325,55 @@ class _DriftCollector(Collector):
         yield p_value
         yield drifting
         yield rows
+
+
+class _ShadowCollector(Collector):
+    """Each routed model's shadow mirroring: copies by outcome, agreement, latencies."""
+
+    def __init__(self, assembly: Assembly) -> None:
+        self._assembly = assembly
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "seawall_shadow_calls",
+            "Shadow copies by result: mirrored, skipped_busy (bound reached, not queued), "
+            "failed, timed_out, agreed and disagreed (with the primary's answer).",
+            labels=["model", "version", "result"],
+        )
+        agreement = GaugeMetricFamily(
+            "seawall_shadow_agreement_ratio",
+            "Share of compared shadow answers equal to the primary's.",
+            labels=["model", "version"],
+        )
+        latency = GaugeMetricFamily(
+            "seawall_shadow_latency_seconds",
+            "Latency quantiles of the shadow copies and of the primary calls they mirrored.",
+            labels=["model", "version", "side", "quantile"],
+        )
+        for model, router in self._assembly.routers.items():
+            shadow = router.shadow
+            if shadow is None:
+                continue
+            version = shadow.version or ""
+            snap = shadow.stats.snapshot()
+            for result in (
+                "mirrored",
+                "skipped_busy",
+                "failed",
+                "timed_out",
+                "agreed",
+                "disagreed",
+            ):
+                calls.add_metric([model, version, result], getattr(snap, result))
+            if snap.agreement_rate is not None:
+                agreement.add_metric([model, version], snap.agreement_rate)
+            for side, p50, p95 in (
+                ("shadow", snap.shadow_p50_s, snap.shadow_p95_s),
+                ("primary", snap.primary_p50_s, snap.primary_p95_s),
+            ):
+                for quantile, value in (("0.5", p50), ("0.95", p95)):
+                    if value is not None:
+                        latency.add_metric([model, version, side, quantile], value)
+        yield calls
+        yield agreement
+        yield latency
