@@ -206,12 +206,12 @@ traffic:
     await gateway.startup()
     try:
         router = gateway.assembly.routers["m"]
-        shift = ShadowShift(router)
+        shift = ShadowShift(router, clock=gateway.clock, min_samples=5)
         metric = MetricRef(MetricKind.PREDICTION_SHIFT, name="shift")
         with pytest.raises(MetricUnavailableError, match="no shadow answer compared yet"):
             await shift.value(metric, "2", 60)
-        with pytest.raises(MetricUnavailableError, match="'1' is not mirrored"):
-            await shift.value(metric, "1", 60)
+        with pytest.raises(MetricUnavailableError, match="0 prediction"):
+            await shift.value(metric, "1", 60)  # not the shadow: live predictions vs stable
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             for _ in range(10):

@@ -78,6 +78,9 @@ async def test_unversioned_calls_split_between_stable_and_canary() -> None:
         assert canary.requests == errors
         assert canary.error_rate == 1.0
         assert (stable.requests, stable.errors) == (600 - errors, 0)
+        # What each answer predicted is kept for prediction shift (the mock echoes 1.0, 2.0).
+        assert router.stats("1").predictions(now, 60)[:2] == [1.0, 2.0]
+        assert router.stats("2").predictions(now, 60) == []  # it never answered
         metrics = (await client.get("/metrics")).text
         assert f'seawall_requests_total{{model="m",status="503",version="2"}} {errors}.0' in metrics
         # A pinned version is not routed.

@@ -196,7 +196,9 @@ class ReleaseWiring:
                 MetricKind.ERROR_RATE: own,
                 MetricKind.LATENCY_P95_S: own,
                 MetricKind.DRIFT_SCORE: DriftSource(self._drift_of(plan.model)),
-                MetricKind.PREDICTION_SHIFT: ShadowShift(router),
+                MetricKind.PREDICTION_SHIFT: ShadowShift(
+                    router, clock=self._clock, min_samples=self._config.release.min_requests
+                ),
             },
             prometheus=self._prometheus(plan),
             callables=self._callables(functions, plan.model),
@@ -245,22 +247,22 @@ class ReleaseWiring:
 
 
 class ShadowShift:
-    """`prediction_shift` of a version mirrored as the shadow: the share of its answers that
-    differ from the primary's (1 - agreement). Other versions have no value here: a plan can
-    read prediction shift from Prometheus or a function instead."""
+    """`prediction_shift` of a version: for the shadow version, the share of its answers that
+    differ from the primary's (1 - agreement); for any other, the distance of its live
+    predictions from the stable version's (`seawall.release.shift`)."""
 
-    def __init__(self, router: Any) -> None:
+    def __init__(self, router: Any, *, clock: Clock, min_samples: int) -> None:
+        from seawall.release.shift import PredictionShift
+
         self._router = router
+        self._live = PredictionShift(router, clock=clock, min_samples=min_samples)
 
     async def value(self, metric: Any, variant_version: str, window_s: float) -> float:
         from seawall.release.errors import MetricUnavailableError
 
         shadow = self._router.shadow
         if shadow is None or shadow.version != variant_version:
-            raise MetricUnavailableError(
-                f"{metric.name}: prediction shift is measured on the shadow version; "
-                f"{variant_version!r} is not mirrored (traffic.<model>.shadow.version)"
-            )
+            return await self._live.value(metric, variant_version, window_s)
         agreement = shadow.stats.snapshot().agreement_rate
         if agreement is None:
             raise MetricUnavailableError(f"{metric.name}: no shadow answer compared yet")

@@ -38,6 +38,7 @@ from seawall.policies.variants import (
     CANARY,
     DEFAULT_LATENCY_SAMPLES,
     DEFAULT_WINDOW_S,
+    PREDICTIONS_PER_CALL,
     SHADOW,
     STABLE,
     SplitState,
@@ -173,6 +174,9 @@ class RouterPolicy:
             raise
         now = self._clock.monotonic()
         stats.record(now, now - start)
+        if response.outputs:  # what it predicted, for prediction shift against stable
+            data = response.outputs[0].data
+            stats.record_predictions(now, data.reshape(-1)[:PREDICTIONS_PER_CALL].tolist())
         # setdefault: an inner stage (the variant's own fallback) knows better who answered.
         ctx.response_headers.setdefault(SERVED_BY_HEADER, f"{request.model}:{version}")
         if shadow is not None and copied is not None:

@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from seawall.errors import (
     ConflictError,
@@ -183,6 +184,12 @@ def _weight(canary: str | None, percent: float) -> float:
     return float(percent)
 
 
+#: Predictions kept per version (the most recent), for prediction shift against stable.
+PREDICTION_SAMPLES = 5000
+#: Predictions kept from one call (a batch must not outweigh the other calls).
+PREDICTIONS_PER_CALL = 8
+
+
 class LatencySamples:
     """The most recent `size` latencies with the time each was taken; nearest-rank quantiles."""
 
@@ -250,6 +257,8 @@ class VariantStats:
         self.window_s = window_s
         self._buckets: deque[list[int]] = deque()  # [second, calls, errors], oldest first
         self._latencies = LatencySamples(latency_samples)
+        #: (time, value) of recent predictions: the first output's values, a few per call.
+        self._predictions: deque[tuple[float, Any]] = deque(maxlen=PREDICTION_SAMPLES)
         self._lock = threading.Lock()
 
     def record(self, now: float, latency_s: float, *, error: BaseException | None = None) -> None:
@@ -267,6 +276,17 @@ class VariantStats:
             bucket[2] += failed
             if error is None:
                 self._latencies.add(now, latency_s)
+
+    def record_predictions(self, now: float, values: Sequence[Any]) -> None:
+        """Keep some of a call's predictions (the first `PREDICTIONS_PER_CALL`)."""
+        with self._lock:
+            self._predictions.extend((now, v) for v in values[:PREDICTIONS_PER_CALL])
+
+    def predictions(self, now: float, window_s: float) -> list[Any]:
+        """The predictions kept from the last `window_s` seconds (at least; see `snapshot`)."""
+        since = math.floor(now - window_s)
+        with self._lock:
+            return [v for t, v in self._predictions if math.floor(t) >= since]
 
     def snapshot(self, now: float, window_s: float | None = None) -> VariantWindow:
         """The calls of the last `window_s` seconds at `now` (at most, and by default, all)."""
