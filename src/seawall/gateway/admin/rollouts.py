@@ -168,46 +168,49 @@ def _start_route(app: FastAPI) -> None:
         return rollout_view(await service.start(plan, actor=key.name))
 
 
+#: The commands on a rollout: name (the route's last segment and the service's method), the
+#: reason recorded when none is given, and the route's description.
+_COMMANDS = (
+    (
+        "pause",
+        "paused by hand",
+        "Hold the rollout where it is (traffic stays) until resumed; 409 if not running.",
+    ),
+    (
+        "resume",
+        "resumed by hand",
+        "Carry on after a pause (its timers shifted by the time paused); 409 if not paused.",
+    ),
+    (
+        "abort",
+        "aborted by hand",
+        "Roll the canary back now (no more traffic to it); 409 if the rollout is over.",
+    ),
+    (
+        "promote",
+        "promoted by hand",
+        "Make the canary the stable version now, skipping the steps left; 409 if it is over.",
+    ),
+)
+
+
 def _command_routes(app: FastAPI) -> None:
-    @app.post("/admin/rollouts/{model}/pause", **_COMMAND_ROUTE)
-    async def pause_rollout(
-        model: Model, key: Deployer, control: Control, body: RolloutCommand | None = None
-    ) -> RolloutView:
-        """Hold the rollout where it is (traffic stays) until resumed; 409 if not running."""
-        check_model_scope(key, model)
-        service = await control.rollouts()
-        reason = _reason(body, "paused by hand")
-        return rollout_view(await service.pause(model, actor=key.name, reason=reason))
+    for command, default_reason, description in _COMMANDS:
+        _command_route(app, command, default_reason, description)
 
-    @app.post("/admin/rollouts/{model}/resume", **_COMMAND_ROUTE)
-    async def resume_rollout(
-        model: Model, key: Deployer, control: Control, body: RolloutCommand | None = None
-    ) -> RolloutView:
-        """Carry on after a pause (its timers shifted by the time paused); 409 if not paused."""
-        check_model_scope(key, model)
-        service = await control.rollouts()
-        reason = _reason(body, "resumed by hand")
-        return rollout_view(await service.resume(model, actor=key.name, reason=reason))
 
-    @app.post("/admin/rollouts/{model}/abort", **_COMMAND_ROUTE)
-    async def abort_rollout(
+def _command_route(app: FastAPI, command: str, default_reason: str, description: str) -> None:
+    async def endpoint(
         model: Model, key: Deployer, control: Control, body: RolloutCommand | None = None
     ) -> RolloutView:
-        """Roll the canary back now (no more traffic to it); 409 if the rollout is over."""
         check_model_scope(key, model)
-        service = await control.rollouts()
-        reason = _reason(body, "aborted by hand")
-        return rollout_view(await service.abort(model, actor=key.name, reason=reason))
+        act = getattr(await control.rollouts(), command)
+        reason = _reason(body, default_reason)
+        return rollout_view(await act(model, actor=key.name, reason=reason))
 
-    @app.post("/admin/rollouts/{model}/promote", **_COMMAND_ROUTE)
-    async def promote_rollout(
-        model: Model, key: Deployer, control: Control, body: RolloutCommand | None = None
-    ) -> RolloutView:
-        """Make the canary the stable version now, skipping the steps left; 409 if it is over."""
-        check_model_scope(key, model)
-        service = await control.rollouts()
-        reason = _reason(body, "promoted by hand")
-        return rollout_view(await service.promote(model, actor=key.name, reason=reason))
+    endpoint.__name__ = endpoint.__qualname__ = f"{command}_rollout"  # the OpenAPI operation id
+    endpoint.__doc__ = description
+    app.post(f"/admin/rollouts/{{model}}/{command}", **_COMMAND_ROUTE)(endpoint)
 
 
 def _reason(body: RolloutCommand | None, default: str) -> str:
