@@ -4,7 +4,7 @@ stays within 1.2 times that of the same model without a shadow, in the same gate
 Three routed models share one gateway: `plain` (no shadow), `hangs` (every call mirrored to a
 version that answers after a minute, cut at 2 s) and `fails` (every call mirrored to a version
 that always fails). One client sends to them in turn, one call at a time, so drift in the
-machine's load falls on all three alike.
+machine's load falls on all three alike; each model's p99 is the median over three rounds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-CALLS = 900
+#: Interleaved rounds, and calls per model in each: a model's p99 is the median of its rounds'
+#: p99s, so one burst of machine noise in one round does not decide the test.
+ROUNDS = 3
+CALLS = 600
 MODELS = ("plain", "hangs", "fails")
 
 CONFIG = """\
@@ -67,21 +70,25 @@ def test_a_hanging_or_failing_shadow_leaves_the_primary_p99_within_1_2_times(
     config = tmp_path / "seawall.yaml"
     config.write_text(CONFIG)
     gateway = launch(config)
-    latencies: dict[str, list[float]] = {m: [] for m in MODELS}
+    rounds: dict[str, list[float]] = {m: [] for m in MODELS}
     statuses: dict[str, set[int]] = {m: set() for m in MODELS}
     with httpx.Client(base_url=gateway.url, timeout=30) as http:
         for i in range(60):  # warm up every code path, shadows included
             http.post(f"/v2/models/{MODELS[i % 3]}/infer", json=body(i))
-        for i in range(CALLS * len(MODELS)):
-            model = MODELS[i % len(MODELS)]
-            began = time.perf_counter()
-            response = http.post(f"/v2/models/{model}/infer", json=body(i))
-            latencies[model].append(time.perf_counter() - began)
-            statuses[model].add(response.status_code)
+        for _ in range(ROUNDS):
+            latencies: dict[str, list[float]] = {m: [] for m in MODELS}
+            for i in range(CALLS * len(MODELS)):
+                model = MODELS[i % len(MODELS)]
+                began = time.perf_counter()
+                response = http.post(f"/v2/models/{model}/infer", json=body(i))
+                latencies[model].append(time.perf_counter() - began)
+                statuses[model].add(response.status_code)
+            for model in MODELS:
+                rounds[model].append(p99_ms(latencies[model]))
         metrics = http.get("/metrics").text
-    figures = {m: round(p99_ms(latencies[m]), 2) for m in MODELS}
+    figures = {m: round(statistics.median(rounds[m]), 2) for m in MODELS}
     record_property("p99_ms", figures)
-    print(f"primary p99 ms: {figures}")
+    print(f"primary p99 ms (median of {ROUNDS} rounds): {figures}; rounds: {rounds}")
     assert statuses == {m: {200} for m in MODELS}
     # The shadows really were busy: hanging copies filled the bound, failing ones failed.
     assert events(metrics, "ShadowSkipped", "hangs") > CALLS / 2
